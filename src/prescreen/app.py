@@ -1,0 +1,85 @@
+"""The FastAPI application: routers from every domain, plumbing from core."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from prescreen import __version__
+from prescreen.banks.api import router as banks_router
+from prescreen.core import http
+from prescreen.core.config import Settings, get_settings
+from prescreen.core.db import Database
+from prescreen.core.logging import configure_logging
+from prescreen.matching.api import router as matching_router
+from prescreen.matching.service import Matcher
+from prescreen.screening.api import router as screening_router
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Screen uploads against shared hash banks before they go live.
+
+Authenticate with `Authorization: Bearer <key>` (create one with `prescreen apikey create`).
+Errors are JSON: `{"error": {"code": ..., "message": ..., "detail": ...}}`.
+"""
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    db = db or Database(settings.database_url)
+    matcher = Matcher()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        def load() -> None:
+            with db.session() as session:
+                matcher.rebuild(session)
+
+        await run_in_threadpool(load)
+        log.info("prescreen ready", extra={"version": __version__, "indexes": matcher.size()})
+        yield
+
+    app = FastAPI(
+        title="prescreen",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings, app.state.db, app.state.matcher = settings, db, matcher
+    http.install(app, settings.max_upload_bytes)
+    for router in (screening_router, matching_router, banks_router):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["operations"], summary="The process is alive")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="The database answers and indexes are loaded")
+    def readyz():
+        try:
+            with db.session() as session:
+                session.execute(text("SELECT 1"))
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "database": str(exc)[:200]}, 503)
+        if not matcher.loaded:
+            return JSONResponse({"status": "loading"}, 503)
+        return {"status": "ready", "indexes": matcher.size()}
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Entry point for `uvicorn --factory prescreen.app:app_from_env`."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(settings)

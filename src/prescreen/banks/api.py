@@ -1,0 +1,295 @@
+"""`/v1/banks`: banks, their entries, import and export."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
+
+from prescreen.banks import service
+from prescreen.banks.models import BankKind
+from prescreen.core.auth import Actor, Role
+from prescreen.core.config import Settings
+from prescreen.core.db import Database
+from prescreen.core.deps import get_db, get_session, get_settings, require
+from prescreen.core.errors import InvalidInput
+from prescreen.core.validation import CleanStr
+from prescreen.screening.service import hash_bytes
+from prescreen.signals.detect import decode_text
+
+router = APIRouter(prefix="/v1/banks", tags=["banks"])
+READERS = (Role.integrator, Role.moderator, Role.lead, Role.auditor)
+WRITERS = (Role.lead,)
+Label = CleanStr
+
+
+class BankCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: CleanStr = Field("", max_length=2000)
+    kind: BankKind = BankKind.block
+    labels: list[Label] = Field(default_factory=list, max_length=32)
+    pdq_threshold: int = Field(31, ge=0, le=256)
+    enabled: bool = True
+    shared: bool = False
+
+
+class BankUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: CleanStr | None = Field(None, max_length=2000)
+    kind: BankKind | None = None
+    labels: list[Label] | None = Field(None, max_length=32)
+    pdq_threshold: int | None = Field(None, ge=0, le=256)
+    enabled: bool | None = None
+    shared: bool | None = None
+
+
+class EntryCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    signals: dict[str, str] = Field(..., description='e.g. {"pdq": "<64 hex>"}')
+    labels: list[Label] = Field(default_factory=list, max_length=32)
+    note: CleanStr = Field("", max_length=2000)
+
+
+class EntryUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool | None = None
+    disabled_until: datetime | None = Field(None, description="Disable until this time (with zone)")
+    labels: list[Label] | None = Field(None, max_length=32)
+    note: CleanStr | None = Field(None, max_length=2000)
+
+
+@router.get("", summary="All banks with their entry counts")
+def list_banks(
+    _actor: Actor = Depends(require(*READERS)), session: Session = Depends(get_session)
+) -> list[dict]:
+    return [service.bank_to_dict(bank, count) for bank, count in service.list_banks(session)]
+
+
+@router.post("", status_code=201, summary="Create a bank")
+def create_bank(
+    body: BankCreate,
+    _actor: Actor = Depends(require(*WRITERS)),
+    session: Session = Depends(get_session),
+) -> dict:
+    fields = body.model_dump(exclude={"name"})
+    return service.bank_to_dict(service.create_bank(session, body.name, **fields), 0)
+
+
+@router.get("/{name}", summary="One bank")
+def read_bank(
+    name: str, _actor: Actor = Depends(require(*READERS)), session: Session = Depends(get_session)
+) -> dict:
+    return service.bank_to_dict(service.get_bank(session, name))
+
+
+@router.patch("/{name}", summary="Change a bank's settings")
+def update_bank(
+    name: str,
+    body: BankUpdate,
+    _actor: Actor = Depends(require(*WRITERS)),
+    session: Session = Depends(get_session),
+) -> dict:
+    bank = service.update_bank(session, name, **body.model_dump(exclude_unset=True))
+    return service.bank_to_dict(bank)
+
+
+@router.delete("/{name}", status_code=204, summary="Delete a bank and all its entries")
+def delete_bank(
+    name: str, _actor: Actor = Depends(require(*WRITERS)), session: Session = Depends(get_session)
+) -> Response:
+    service.delete_bank(session, name)
+    return Response(status_code=204)
+
+
+@router.get("/{name}/entries", summary="Entries, oldest first, paged by id")
+def list_entries(
+    name: str,
+    after: int = Query(0, ge=0, le=2**62, description="Return entries with id greater than this"),
+    limit: int = Query(100, ge=1, le=1000),
+    _actor: Actor = Depends(require(*READERS)),
+    session: Session = Depends(get_session),
+) -> dict:
+    bank = service.get_bank(session, name)
+    entries = service.list_entries(session, bank, after=after, limit=limit)
+    return {
+        "entries": [service.entry_to_dict(e, bank.name) for e in entries],
+        "next_after": entries[-1].id if len(entries) == limit else None,
+    }
+
+
+@router.post("/{name}/entries", status_code=201, summary="Add an entry from raw signals")
+def add_entry(
+    name: str,
+    body: EntryCreate,
+    actor: Actor = Depends(require(*WRITERS)),
+    session: Session = Depends(get_session),
+) -> dict:
+    bank = service.get_bank(session, name)
+    new = service.NewEntry.validated(body.signals, labels=body.labels, note=body.note)
+    (entry,) = service.add_entries(session, bank, [new], added_by=actor.label)
+    return service.entry_to_dict(entry, bank.name)
+
+
+@router.post(
+    "/{name}/content",
+    status_code=201,
+    summary="Add an entry by uploading the content itself (multipart field `file`)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "labels": {"type": "string", "description": "comma-separated"},
+                            "note": {"type": "string", "maxLength": 2000},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def add_content(
+    name: str,
+    request: Request,
+    actor: Actor = Depends(require(*WRITERS)),
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+) -> dict:
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidInput("send the content as multipart/form-data with a field named file")
+    form = await request.form(max_files=1, max_fields=8)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise InvalidInput('send the content as a multipart file field named "file"')
+    unknown = set(form) - {"file", "labels", "note"}
+    if unknown:
+        raise InvalidInput("unknown form fields", unknown=sorted(unknown))
+    labels = [s for s in str(form.get("labels") or "").split(",") if s.strip()]
+    note = str(form.get("note") or "")
+    if len(note) > 2000:
+        raise InvalidInput("note is longer than 2000 characters")
+    data = await upload.read()
+    hashed = await run_in_threadpool(
+        hash_bytes, data, settings, upload.filename, upload.content_type
+    )
+
+    def store() -> dict:
+        with db.session() as session:
+            bank = service.get_bank(session, name)
+            new = service.NewEntry.validated(
+                hashed.signals, labels=labels, note=note, content_type=hashed.kind.value
+            )
+            (entry,) = service.add_entries(session, bank, [new], added_by=actor.label)
+            return service.entry_to_dict(entry, bank.name)
+
+    return await run_in_threadpool(store)
+
+
+@router.get("/{name}/entries/{entry_id}", summary="One entry")
+def read_entry(
+    name: str,
+    entry_id: int,
+    _actor: Actor = Depends(require(*READERS)),
+    session: Session = Depends(get_session),
+) -> dict:
+    bank = service.get_bank(session, name)
+    return service.entry_to_dict(service.get_entry(session, bank, entry_id), bank.name)
+
+
+@router.patch("/{name}/entries/{entry_id}", summary="Enable, disable (until a time), relabel")
+def update_entry(
+    name: str,
+    entry_id: int,
+    body: EntryUpdate,
+    _actor: Actor = Depends(require(*WRITERS)),
+    session: Session = Depends(get_session),
+) -> dict:
+    bank = service.get_bank(session, name)
+    entry = service.set_entry_state(
+        session, service.get_entry(session, bank, entry_id), **body.model_dump(exclude_unset=True)
+    )
+    return service.entry_to_dict(entry, bank.name)
+
+
+@router.delete("/{name}/entries/{entry_id}", status_code=204, summary="Remove an entry")
+def delete_entry(
+    name: str,
+    entry_id: int,
+    _actor: Actor = Depends(require(*WRITERS)),
+    session: Session = Depends(get_session),
+) -> Response:
+    bank = service.get_bank(session, name)
+    service.delete_entry(session, service.get_entry(session, bank, entry_id))
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{name}/import",
+    summary="Import entries (NDJSON or HMA CSV body); all-or-nothing unless skip_invalid",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+async def import_entries(
+    name: str,
+    request: Request,
+    skip_invalid: bool = Query(False),
+    actor: Actor = Depends(require(*WRITERS)),
+    db: Database = Depends(get_db),
+) -> dict:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    fmt = "hma-csv" if media_type == "text/csv" else "ndjson"
+    text = decode_text(await request.body(), "the import body")
+
+    def run() -> dict:
+        with db.session() as session:
+            bank = service.get_bank(session, name)
+            report = service.import_lines(
+                session,
+                bank,
+                text.splitlines(),
+                service.PARSERS[fmt],
+                added_by=actor.label,
+                source=f"import:{fmt}",
+                skip_invalid=skip_invalid,
+            )
+            return report.to_dict()
+
+    return await run_in_threadpool(run)
+
+
+@router.get("/{name}/export", summary="Export a bank as NDJSON (header line, then entries)")
+def export_entries(
+    name: str,
+    _actor: Actor = Depends(require(*READERS)),
+    db: Database = Depends(get_db),
+) -> StreamingResponse:
+    with db.session() as session:
+        service.get_bank(session, name)
+
+    def lines():
+        with db.session() as session:
+            yield from service.export_ndjson(session, service.get_bank(session, name))
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")

@@ -1,0 +1,98 @@
+"""Banks, their entries, the entries' signals, and the change feed indexes follow."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from prescreen.core.db import Base, JSONType, UTCDateTime, utcnow
+
+
+class BankKind(StrEnum):
+    block = "block"
+    hold = "hold"
+    allow = "allow"
+
+
+class Bank(Base):
+    __tablename__ = "banks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[str] = mapped_column(String(16), default=BankKind.block.value)
+    labels: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    pdq_threshold: Mapped[int] = mapped_column(Integer, default=31)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str] = mapped_column(String(256), default="local")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    entries: Mapped[list[BankEntry]] = relationship(
+        back_populates="bank", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class BankEntry(Base):
+    """One item in a bank: its signals, labels, state and provenance."""
+
+    __tablename__ = "bank_entries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id", ondelete="CASCADE"), index=True)
+    labels: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    added_by: Mapped[str] = mapped_column(String(256), default="")
+    source: Mapped[str] = mapped_column(String(256), default="local")
+    note: Mapped[str] = mapped_column(Text, default="")
+    content_type: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    bank: Mapped[Bank] = relationship(back_populates="entries")
+    signals: Mapped[list[EntrySignal]] = relationship(
+        back_populates="entry", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def is_active(self, now: datetime) -> bool:
+        """Enabled, or disabled only until a time that has passed."""
+        if self.enabled:
+            return True
+        return self.disabled_until is not None and self.disabled_until <= now
+
+
+class EntrySignal(Base):
+    __tablename__ = "entry_signals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entry_id: Mapped[int] = mapped_column(
+        ForeignKey("bank_entries.id", ondelete="CASCADE"), index=True
+    )
+    signal_type: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(Text)
+
+    entry: Mapped[BankEntry] = relationship(back_populates="signals")
+
+
+class SignalChange(Base):
+    """Append-only feed of index changes; every process applies it to stay current."""
+
+    __tablename__ = "signal_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    signal_id: Mapped[int] = mapped_column(Integer)
+    op: Mapped[str] = mapped_column(String(8))  # "add" | "remove"
+    signal_type: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

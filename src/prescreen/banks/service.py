@@ -1,0 +1,374 @@
+"""Bank and entry management. Every change to an entry's signals is written to the change feed
+in the same transaction, so indexes in every process follow it."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from prescreen.banks.models import Bank, BankEntry, BankKind, EntrySignal, SignalChange
+from prescreen.core.errors import Conflict, InvalidInput, NotFound
+from prescreen.signals.registry import all_types, normalize_signals
+
+BANK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+LABEL = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
+NDJSON_FORMAT = "prescreen-bank/1"
+BANK_FIELDS = ("description", "kind", "labels", "pdq_threshold", "enabled", "shared")
+
+
+def validate_labels(labels: Iterable[str]) -> list[str]:
+    labels = list(dict.fromkeys(label.strip().lower() for label in labels))
+    bad = [label for label in labels if not LABEL.match(label)]
+    if bad:
+        raise InvalidInput(
+            "labels are lower-case letters, digits and _ . : - (up to 64 characters)", invalid=bad
+        )
+    return labels
+
+
+def _validate_bank_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(fields) - set(BANK_FIELDS)
+    if unknown:
+        raise InvalidInput("unknown bank fields", unknown=sorted(unknown))
+    if "kind" in fields:
+        try:
+            fields["kind"] = BankKind(fields["kind"]).value
+        except ValueError as exc:
+            raise InvalidInput(
+                f"bank kind must be one of {[k.value for k in BankKind]}", kind=fields["kind"]
+            ) from exc
+    if "labels" in fields:
+        fields["labels"] = validate_labels(fields["labels"])
+    threshold = fields.get("pdq_threshold")
+    if threshold is not None and not (isinstance(threshold, int) and 0 <= threshold <= 256):
+        raise InvalidInput("pdq_threshold must be an integer from 0 to 256")
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def create_bank(session: Session, name: str, **fields: Any) -> Bank:
+    if not BANK_NAME.match(name):
+        raise InvalidInput(
+            "bank names start with a letter or digit and use letters, digits, _ . - "
+            "(up to 128 characters)",
+            name=name[:140],
+        )
+    if session.scalar(select(Bank.id).where(Bank.name == name)) is not None:
+        raise Conflict(f"bank {name!r} already exists")
+    bank = Bank(name=name, **_validate_bank_fields(fields))
+    session.add(bank)
+    session.flush()
+    return bank
+
+
+def get_bank(session: Session, name: str) -> Bank:
+    bank = session.scalar(select(Bank).where(Bank.name == name))
+    if bank is None:
+        raise NotFound(f"no bank named {name!r}", bank=name)
+    return bank
+
+
+def list_banks(session: Session) -> list[tuple[Bank, int]]:
+    counts = dict(
+        session.execute(select(BankEntry.bank_id, func.count()).group_by(BankEntry.bank_id)).all()
+    )
+    return [
+        (bank, counts.get(bank.id, 0)) for bank in session.scalars(select(Bank).order_by(Bank.name))
+    ]
+
+
+def update_bank(session: Session, name: str, **fields: Any) -> Bank:
+    bank = get_bank(session, name)
+    for key, value in _validate_bank_fields(fields).items():
+        setattr(bank, key, value)
+    session.flush()
+    return bank
+
+
+def delete_bank(session: Session, name: str) -> None:
+    bank = get_bank(session, name)
+    signals = session.scalars(
+        select(EntrySignal).join(BankEntry).where(BankEntry.bank_id == bank.id)
+    ).all()
+    _record_changes(session, signals, "remove")
+    session.delete(bank)
+    session.flush()
+
+
+@dataclass
+class NewEntry:
+    """An entry to add, validated before anything is written."""
+
+    signals: dict[str, str]
+    labels: list[str] = field(default_factory=list)
+    note: str = ""
+    source: str = "local"
+    content_type: str | None = None
+    enabled: bool = True
+    disabled_until: datetime | None = None
+
+    @classmethod
+    def validated(cls, signals: dict[str, Any], **kwargs: Any) -> NewEntry:
+        matchable = {k: v for k, v in signals.items() if k in all_types()}
+        if not matchable:
+            raise InvalidInput(
+                "an entry needs at least one signal of a known type",
+                given=sorted(signals),
+                known=sorted(all_types()),
+            )
+        kwargs["labels"] = validate_labels(kwargs.get("labels") or [])
+        return cls(signals=normalize_signals(matchable), **kwargs)
+
+
+def add_entries(
+    session: Session, bank: Bank, entries: Iterable[NewEntry], added_by: str
+) -> list[BankEntry]:
+    rows = []
+    for new in entries:
+        entry = BankEntry(
+            bank_id=bank.id,
+            labels=new.labels,
+            note=new.note,
+            source=new.source,
+            added_by=added_by,
+            content_type=new.content_type,
+            enabled=new.enabled,
+            disabled_until=new.disabled_until,
+            signals=[EntrySignal(signal_type=t, value=v) for t, v in new.signals.items()],
+        )
+        session.add(entry)
+        rows.append(entry)
+    session.flush()
+    _record_changes(session, [s for entry in rows for s in entry.signals], "add")
+    return rows
+
+
+def _record_changes(session: Session, signals: Iterable[EntrySignal], op: str) -> None:
+    session.add_all(
+        SignalChange(signal_id=s.id, op=op, signal_type=s.signal_type, value=s.value)
+        for s in signals
+    )
+    session.flush()
+
+
+def get_entry(session: Session, bank: Bank, entry_id: int) -> BankEntry:
+    entry = session.scalar(
+        select(BankEntry)
+        .options(selectinload(BankEntry.signals))
+        .where(BankEntry.id == entry_id, BankEntry.bank_id == bank.id)
+    )
+    if entry is None:
+        raise NotFound(f"bank {bank.name!r} has no entry {entry_id}", entry=entry_id)
+    return entry
+
+
+def list_entries(session: Session, bank: Bank, after: int = 0, limit: int = 100) -> list[BankEntry]:
+    return list(
+        session.scalars(
+            select(BankEntry)
+            .options(selectinload(BankEntry.signals))
+            .where(BankEntry.bank_id == bank.id, BankEntry.id > after)
+            .order_by(BankEntry.id)
+            .limit(limit)
+        )
+    )
+
+
+def set_entry_state(
+    session: Session,
+    entry: BankEntry,
+    enabled: bool | None = None,
+    disabled_until: datetime | None = None,
+    labels: list[str] | None = None,
+    note: str | None = None,
+) -> BankEntry:
+    """Enable or disable an entry (a disable may lapse at `disabled_until`); relabel; annotate."""
+    if disabled_until is not None and disabled_until.tzinfo is None:
+        raise InvalidInput("disabled_until must include a time zone, e.g. 2026-12-01T00:00:00Z")
+    if enabled is not None:
+        entry.enabled = enabled
+        entry.disabled_until = None if enabled else disabled_until
+    elif disabled_until is not None:
+        entry.enabled, entry.disabled_until = False, disabled_until
+    if labels is not None:
+        entry.labels = validate_labels(labels)
+    if note is not None:
+        entry.note = note
+    session.flush()
+    return entry
+
+
+def delete_entry(session: Session, entry: BankEntry) -> None:
+    _record_changes(session, entry.signals, "remove")
+    session.delete(entry)
+    session.flush()
+
+
+def entry_to_dict(entry: BankEntry, bank_name: str) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "bank": bank_name,
+        "labels": entry.labels,
+        "enabled": entry.enabled,
+        "disabled_until": entry.disabled_until.isoformat() if entry.disabled_until else None,
+        "content_type": entry.content_type,
+        "signals": {s.signal_type: s.value for s in entry.signals},
+        "provenance": {
+            "added_by": entry.added_by,
+            "source": entry.source,
+            "note": entry.note,
+            "created_at": entry.created_at.isoformat(),
+        },
+    }
+
+
+def bank_to_dict(bank: Bank, entry_count: int | None = None) -> dict[str, Any]:
+    body = {
+        "name": bank.name,
+        "description": bank.description,
+        "kind": bank.kind,
+        "labels": bank.labels,
+        "pdq_threshold": bank.pdq_threshold,
+        "enabled": bank.enabled,
+        "shared": bank.shared,
+        "source": bank.source,
+        "created_at": bank.created_at.isoformat(),
+        "updated_at": bank.updated_at.isoformat(),
+    }
+    if entry_count is not None:
+        body["entries"] = entry_count
+    return body
+
+
+# --- NDJSON import/export -------------------------------------------------------------------
+
+ENTRY_KEYS = {
+    "signals",
+    "labels",
+    "note",
+    "enabled",
+    "disabled_until",
+    "content_type",
+    "provenance",
+}
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    skipped: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"added": self.added, "skipped": self.skipped, "errors": self.errors[:100]}
+
+
+def parse_ndjson_entry(line: str, source: str) -> NewEntry | None:
+    """One NDJSON line -> NewEntry; header lines return None; errors raise InvalidInput."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"not valid JSON: {exc.msg} at column {exc.colno}") from exc
+    if not isinstance(record, dict):
+        raise InvalidInput("each line must be a JSON object")
+    if "format" in record:
+        if record["format"] != NDJSON_FORMAT:
+            raise InvalidInput(f"unsupported format {record['format']!r}; expected {NDJSON_FORMAT}")
+        return None
+    unknown = set(record) - ENTRY_KEYS
+    if unknown:
+        raise InvalidInput("unknown fields", unknown=sorted(unknown))
+    signals = record.get("signals")
+    if not isinstance(signals, dict) or not all(isinstance(v, str) for v in signals.values()):
+        raise InvalidInput('"signals" must be an object of signal type -> string value')
+    provenance = record.get("provenance") or {}
+    disabled_until = record.get("disabled_until")
+    return NewEntry.validated(
+        signals,
+        labels=_string_list(record.get("labels", [])),
+        note=str(record.get("note") or provenance.get("note") or ""),
+        source=str(provenance.get("source") or source),
+        content_type=record.get("content_type"),
+        enabled=bool(record.get("enabled", True)),
+        disabled_until=_parse_time(disabled_until) if disabled_until else None,
+    )
+
+
+def _string_list(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidInput('"labels" must be a list of strings')
+    return value
+
+
+def _parse_time(value: Any) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(f"not an ISO 8601 time: {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise InvalidInput(f"time {value!r} needs a time zone")
+    return parsed
+
+
+def import_lines(
+    session: Session,
+    bank: Bank,
+    lines: Iterable[str],
+    parse,
+    added_by: str,
+    source: str,
+    skip_invalid: bool = False,
+) -> ImportReport:
+    """Validate every line first; unless `skip_invalid`, one bad line rejects the whole file."""
+    report, valid = ImportReport(), []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = parse(line, source)
+        except InvalidInput as exc:
+            report.errors.append({"line": number, "message": exc.message, **exc.detail})
+            continue
+        if entry is not None:
+            valid.append(entry)
+    if report.errors and not skip_invalid:
+        raise InvalidInput(
+            f"{len(report.errors)} invalid line(s); nothing was imported "
+            "(fix them, or skip them with --skip-invalid / skip_invalid=true)",
+            errors=report.errors[:100],
+        )
+    add_entries(session, bank, valid, added_by)
+    report.added, report.skipped = len(valid), len(report.errors)
+    return report
+
+
+def parse_hma_csv_row(line: str, source: str) -> NewEntry | None:
+    """HMA-style `signal_type,signal_value[,note]` rows; a header row is skipped."""
+    cells = [cell.strip() for cell in line.rstrip("\r\n").split(",", 2)]
+    if cells[0].lower() in ("signal_type", "type"):
+        return None
+    if len(cells) < 2:
+        raise InvalidInput("expected signal_type,signal_value[,note]")
+    note = cells[2] if len(cells) > 2 else ""
+    return NewEntry.validated({cells[0].lower(): cells[1]}, note=note, source=source)
+
+
+PARSERS = {"ndjson": parse_ndjson_entry, "hma-csv": parse_hma_csv_row}
+
+
+def export_ndjson(session: Session, bank: Bank) -> Iterator[str]:
+    header = {"format": NDJSON_FORMAT, "bank": bank_to_dict(bank)}
+    yield json.dumps(header, sort_keys=True) + "\n"
+    after = 0
+    while batch := list_entries(session, bank, after=after, limit=1000):
+        for entry in batch:
+            record = entry_to_dict(entry, bank.name)
+            del record["id"], record["bank"]
+            yield json.dumps(record, sort_keys=True) + "\n"
+        after = batch[-1].id

@@ -1,0 +1,87 @@
+"""The `prescreen` command: every domain's commands under one roof."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from prescreen.banks.cli import app as bank_app
+from prescreen.core.auth import Role, create_api_key, revoke_api_key
+from prescreen.core.cli_context import database, emit, err_console, fail, settings
+from prescreen.core.errors import PrescreenError
+from prescreen.screening.cli import hash_command, scan_command, screen_command
+
+app = typer.Typer(
+    help="prescreen: screen uploads against hash banks before they go live.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+apikey_app = typer.Typer(help="Create and revoke API keys.")
+db_app = typer.Typer(help="Database schema.")
+app.add_typer(bank_app, name="bank")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(db_app, name="db")
+app.command("hash")(hash_command)
+app.command("screen")(screen_command)
+app.command("scan")(scan_command)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default: PRESCREEN_HOST or 127.0.0.1")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: PRESCREEN_PORT or 8000")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+) -> None:
+    """Serve the API on http://HOST:PORT (migrating the database first)."""
+    import uvicorn
+
+    from prescreen.core.logging import configure_logging
+
+    cfg = settings()
+    configure_logging(cfg.log_level, cfg.log_json)
+    database()
+    uvicorn.run(
+        "prescreen.app:app_from_env",
+        factory=True,
+        host=host or cfg.host,
+        port=port or cfg.port,
+        workers=workers,
+        log_config=None,
+        server_header=False,
+    )
+
+
+@apikey_app.command("create")
+def apikey_create(
+    role: Annotated[Role, typer.Option(help="What the key may do")],
+    name: Annotated[str, typer.Option(help="Who or what uses it")] = "",
+) -> None:
+    """Create an API key. The key is printed once; only its hash is stored."""
+    try:
+        with database().session() as session:
+            row, key = create_api_key(session, role, name)
+            emit({"key": key, "key_id": row.key_id, "role": row.role, "name": row.name})
+        err_console.print("Store this key now: it cannot be shown again.")
+    except PrescreenError as exc:
+        fail(exc)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: str) -> None:
+    """Revoke a key by its id (the part after `psk_`)."""
+    with database().session() as session:
+        if not revoke_api_key(session, key_id):
+            fail(f"no key with id {key_id!r}")
+    emit({"revoked": key_id})
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations (also done automatically by every command)."""
+    database()
+    emit({"database": settings().database_url.split("@")[-1], "schema": "current"})
+
+
+if __name__ == "__main__":
+    app()

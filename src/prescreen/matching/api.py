@@ -1,0 +1,35 @@
+"""`POST /v1/lookup`: which bank entries match these signals (no decision is stored)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from prescreen.core.auth import Actor, Role
+from prescreen.core.deps import get_matcher, get_session, require
+from prescreen.matching.service import Matcher
+from prescreen.signals.registry import normalize_signals
+
+router = APIRouter(prefix="/v1", tags=["matching"])
+
+
+class LookupRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    signals: dict[str, str] = Field(
+        ..., description='Signals by type, e.g. {"pdq": "<64 hex>", "md5": "<32 hex>"}'
+    )
+    banks: list[str] | None = Field(None, description="Only these banks (default: all enabled)")
+
+
+@router.post("/lookup", summary="Bank entries matching the given signals, at each bank's threshold")
+def lookup(
+    body: LookupRequest,
+    _actor: Actor = Depends(require(Role.integrator, Role.moderator, Role.lead)),
+    session: Session = Depends(get_session),
+    matcher: Matcher = Depends(get_matcher),
+) -> dict:
+    signals = normalize_signals(body.signals)
+    matches = matcher.lookup(session, signals, banks=body.banks)
+    return {"matches": [m.to_dict() for m in matches]}

@@ -1,0 +1,191 @@
+"""The matcher: in-memory indexes per signal type, kept current through the change feed.
+
+Indexes are built once from the store, then every process applies `signal_changes` rows it has
+not seen before each lookup, so a bank change made by any process (API, CLI, worker) is matched
+by all of them without reloading whole indexes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from prescreen.banks.models import Bank, BankEntry, EntrySignal, SignalChange
+from prescreen.core.db import utcnow
+from prescreen.core.errors import NotFound
+from prescreen.matching.index import SignalIndex, make_index
+from prescreen.signals.registry import all_types
+
+log = logging.getLogger(__name__)
+_FETCH_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Match:
+    """One bank entry whose signal is within its bank's threshold of a query signal."""
+
+    bank: str
+    bank_kind: str
+    entry: int
+    signal_type: str
+    distance: int
+    threshold: int
+    labels: list[str] = field(default_factory=list)
+    source: str = "local"
+
+    @property
+    def label(self) -> str | None:
+        return self.labels[0] if self.labels else None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "label": self.label}
+
+
+class Matcher:
+    """Indexes for every registered signal type; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._indexes: dict[str, SignalIndex] = {}
+        self._cursor = 0
+        self.loaded = False
+
+    def _index(self, signal_type: str) -> SignalIndex:
+        if signal_type not in self._indexes:
+            types = all_types()
+            kind = types[signal_type].index_kind if signal_type in types else "exact"
+            self._indexes[signal_type] = make_index(kind)
+        return self._indexes[signal_type]
+
+    def rebuild(self, session: Session) -> None:
+        """Load every stored signal; the feed position is read first so nothing is missed."""
+        with self._lock:
+            cursor = session.scalar(select(func.max(SignalChange.id))) or 0
+            self._indexes = {}
+            rows = session.execute(
+                select(EntrySignal.id, EntrySignal.signal_type, EntrySignal.value)
+            ).all()
+            by_type: dict[str, tuple[list[int], list[str]]] = {}
+            for signal_id, signal_type, value in rows:
+                ids, values = by_type.setdefault(signal_type, ([], []))
+                ids.append(signal_id)
+                values.append(value)
+            for signal_type, (ids, values) in by_type.items():
+                self._index(signal_type).add(ids, values)
+            self._cursor = cursor
+            self.loaded = True
+            log.info("indexes rebuilt", extra={"signals": len(rows), "cursor": cursor})
+
+    def sync(self, session: Session) -> int:
+        """Apply changes recorded since the last sync; returns how many were applied."""
+        with self._lock:
+            if not self.loaded:
+                self.rebuild(session)
+                return 0
+            changes = session.execute(
+                select(SignalChange).where(SignalChange.id > self._cursor).order_by(SignalChange.id)
+            ).scalars()
+            applied = 0
+            for change in changes:
+                index = self._index(change.signal_type)
+                if change.op == "add":
+                    index.add([change.signal_id], [change.value])
+                else:
+                    index.remove([change.signal_id])
+                self._cursor = change.id
+                applied += 1
+            return applied
+
+    def size(self) -> dict[str, int]:
+        with self._lock:
+            return {name: len(index) for name, index in self._indexes.items()}
+
+    def lookup(
+        self,
+        session: Session,
+        signals: dict[str, str],
+        banks: Iterable[str] | None = None,
+        now: datetime | None = None,
+    ) -> list[Match]:
+        """Every active entry in an enabled bank that matches one of `signals` at its threshold."""
+        self.sync(session)
+        now = now or utcnow()
+        query = select(Bank).where(Bank.enabled.is_(True))
+        if banks is not None:
+            query = query.where(Bank.name.in_(list(banks)))
+        live_banks = {bank.id: bank for bank in session.scalars(query)}
+        if banks is not None:
+            _require_banks_exist(session, set(banks))
+        if not live_banks:
+            return []
+        max_radius = max(bank.pdq_threshold for bank in live_banks.values())
+        candidates: dict[int, tuple[str, int]] = {}
+        with self._lock:
+            for signal_type, value in signals.items():
+                if signal_type not in self._indexes:
+                    continue
+                for signal_id, distance in self._indexes[signal_type].search(value, max_radius):
+                    candidates[signal_id] = (signal_type, distance)
+        return self._resolve(session, candidates, live_banks, now)
+
+    def _resolve(
+        self,
+        session: Session,
+        candidates: dict[int, tuple[str, int]],
+        live_banks: dict[int, Bank],
+        now: datetime,
+    ) -> list[Match]:
+        matches: dict[int, Match] = {}
+        ids = list(candidates)
+        for start in range(0, len(ids), _FETCH_CHUNK):
+            rows = session.execute(
+                select(EntrySignal.id, BankEntry)
+                .join(BankEntry, EntrySignal.entry_id == BankEntry.id)
+                .where(EntrySignal.id.in_(ids[start : start + _FETCH_CHUNK]))
+            ).all()
+            for signal_id, entry in rows:
+                bank = live_banks.get(entry.bank_id)
+                if bank is None or not entry.is_active(now):
+                    continue
+                signal_type, distance = candidates[signal_id]
+                threshold = bank.pdq_threshold if signal_type == "pdq" else 0
+                if distance > threshold:
+                    continue
+                if entry.id in matches and _strength(matches[entry.id]) <= _strength_of(
+                    signal_type, distance
+                ):
+                    continue
+                matches[entry.id] = Match(
+                    bank=bank.name,
+                    bank_kind=bank.kind,
+                    entry=entry.id,
+                    signal_type=signal_type,
+                    distance=distance,
+                    threshold=threshold,
+                    labels=list(entry.labels or bank.labels or []),
+                    source=entry.source,
+                )
+        return sorted(matches.values(), key=lambda m: (m.distance, m.bank, m.entry))
+
+
+def _strength_of(signal_type: str, distance: int) -> tuple[int, int]:
+    """Lower is stronger: closer first, and an exact signal beats a perceptual hash at a tie."""
+    types = all_types()
+    perceptual = signal_type in types and types[signal_type].index_kind != "exact"
+    return (distance, int(perceptual))
+
+
+def _strength(match: Match) -> tuple[int, int]:
+    return _strength_of(match.signal_type, match.distance)
+
+
+def _require_banks_exist(session: Session, names: set[str]) -> None:
+    found = set(session.scalars(select(Bank.name).where(Bank.name.in_(names))))
+    if missing := sorted(names - found):
+        raise NotFound(f"no bank named {', '.join(map(repr, missing))}", banks=missing)

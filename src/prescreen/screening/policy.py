@@ -1,0 +1,62 @@
+"""Policy: from matches to allow / hold / block, with a reason for every step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from prescreen.matching.service import Match
+
+POLICY_VERSION = "1"
+
+
+class Outcome(StrEnum):
+    allow = "allow"
+    hold = "hold"
+    block = "block"
+
+
+SEVERITY = {Outcome.allow: 0, Outcome.hold: 1, Outcome.block: 2}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    reasons: list[dict[str, Any]]
+
+
+def decide(matches: list[Match], pdq_quality: int | None, min_pdq_quality: int) -> Verdict:
+    """An allow-list match wins over everything; otherwise the strictest bank action wins.
+
+    A PDQ match on a low-quality image (flat, tiny, mostly blank) is weak evidence, so it can
+    hold for review but never block by itself.
+    """
+    allow = [m for m in matches if m.bank_kind == "allow"]
+    if allow:
+        return Verdict(Outcome.allow, [_reason(m, "allow_list", Outcome.allow) for m in allow])
+    reasons, outcome = [], Outcome.allow
+    for match in matches:
+        action = Outcome(match.bank_kind)
+        kind = "bank_match"
+        low_quality = pdq_quality is not None and pdq_quality < min_pdq_quality
+        if match.signal_type == "pdq" and low_quality and action is Outcome.block:
+            action, kind = Outcome.hold, "bank_match_low_quality"
+        reasons.append(_reason(match, kind, action))
+        if SEVERITY[action] > SEVERITY[outcome]:
+            outcome = action
+    return Verdict(outcome, reasons or [{"kind": "no_match"}])
+
+
+def _reason(match: Match, kind: str, action: Outcome) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "action": action.value,
+        "bank": match.bank,
+        "entry": match.entry,
+        "label": match.label,
+        "labels": match.labels,
+        "signal_type": match.signal_type,
+        "distance": match.distance,
+        "threshold": match.threshold,
+    }

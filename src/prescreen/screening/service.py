@@ -1,0 +1,207 @@
+"""Screening: signals -> matches -> policy -> a stored decision, idempotent per content_id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import Counter
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from prescreen.core.config import Settings
+from prescreen.core.db import Database
+from prescreen.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from prescreen.matching.service import Matcher
+from prescreen.screening.models import Content, Decision
+from prescreen.screening.policy import POLICY_VERSION, Outcome, decide
+from prescreen.signals.base import ContentKind, Upload
+from prescreen.signals.detect import decode_text, detect_kind
+from prescreen.signals.registry import all_types, compute_signals, normalize_signals
+
+log = logging.getLogger(__name__)
+DECISIONS = Counter("prescreen_decisions_total", "Screening decisions", ["outcome"])
+
+
+@dataclass
+class Hashed:
+    """What screening needs of an upload: its kind and all its signals."""
+
+    kind: ContentKind
+    signals: dict[str, Any]
+
+    @property
+    def matchable(self) -> dict[str, str]:
+        types = all_types()
+        return {k: v for k, v in self.signals.items() if k in types}
+
+
+def hash_bytes(
+    data: bytes,
+    settings: Settings,
+    filename: str | None = None,
+    content_type: str | None = None,
+) -> Hashed:
+    if len(data) > settings.max_upload_bytes:
+        raise PayloadTooLarge(
+            f"upload is {len(data):,} bytes, over the limit of {settings.max_upload_bytes:,}"
+        )
+    kind = detect_kind(data, filename, content_type)
+    if kind is ContentKind.text:
+        return hash_text(decode_text(data, filename or "the upload"), settings)
+    upload = Upload(kind, data=data, max_image_pixels=settings.max_image_pixels)
+    return Hashed(kind, compute_signals(upload))
+
+
+def hash_text(text: str, settings: Settings) -> Hashed:
+    if len(text) > settings.max_text_chars:
+        raise PayloadTooLarge(
+            f"text is {len(text):,} characters, over the limit of {settings.max_text_chars:,}"
+        )
+    _require_encodable(text)
+    return Hashed(ContentKind.text, compute_signals(Upload(ContentKind.text, text=text)))
+
+
+def hash_url(url: str, settings: Settings) -> Hashed:
+    if len(url) > settings.max_url_chars:
+        raise PayloadTooLarge(f"URL is over the limit of {settings.max_url_chars:,} characters")
+    _require_encodable(url)
+    return Hashed(ContentKind.url, compute_signals(Upload(ContentKind.url, text=url)))
+
+
+def hash_given(hashes: dict[str, Any]) -> Hashed:
+    """Precomputed hashes from the caller: validated, and the content kind inferred from them."""
+    quality = hashes.get("pdq_quality")
+    if quality is not None and not (isinstance(quality, int) and 0 <= quality <= 100):
+        raise InvalidInput("pdq_quality must be an integer from 0 to 100")
+    raw = {k: v for k, v in hashes.items() if k != "pdq_quality"}
+    signals: dict[str, Any] = normalize_signals(raw)
+    if quality is not None:
+        signals["pdq_quality"] = quality
+    kinds = [kind for kind in ContentKind if any(kind in all_types()[t].kinds for t in raw)]
+    return Hashed(kinds[0] if kinds else ContentKind.photo, signals)
+
+
+def _require_encodable(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(
+            f"text is not valid Unicode: {exc.reason} at position {exc.start}"
+        ) from exc
+
+
+def fingerprint(hashed: Hashed) -> str:
+    canonical = json.dumps(hashed.matchable, sort_keys=True)
+    return hashlib.sha256(f"{hashed.kind.value}|{canonical}".encode()).hexdigest()
+
+
+@dataclass
+class ScreenRequest:
+    hashed: Hashed
+    content_id: str | None = None
+    user_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    submitted_by: str = ""
+
+
+def screen(db: Database, matcher: Matcher, settings: Settings, request: ScreenRequest) -> dict:
+    """Decide on one content and store the decision. A repeat of the same content_id with the
+    same content returns the stored decision; with different content it is a conflict."""
+    for attempt in range(2):
+        try:
+            with db.session() as session:
+                return _screen_once(session, matcher, settings, request)
+        except IntegrityError:
+            if attempt:
+                raise
+            log.info("content_id raced with a concurrent request; returning the stored decision")
+    raise AssertionError("unreachable")
+
+
+def _screen_once(
+    session: Session, matcher: Matcher, settings: Settings, request: ScreenRequest
+) -> dict:
+    hashed, print_ = request.hashed, fingerprint(request.hashed)
+    if request.content_id is not None:
+        stored = session.scalar(select(Content).where(Content.content_id == request.content_id))
+        if stored is not None:
+            if stored.fingerprint != print_:
+                raise Conflict(
+                    f"content_id {request.content_id!r} was already screened with different "
+                    "content; use a new content_id for new content",
+                    content_id=request.content_id,
+                )
+            return decision_to_dict(_latest_decision(session, stored), stored)
+    matches = matcher.lookup(session, hashed.matchable)
+    verdict = decide(matches, hashed.signals.get("pdq_quality"), settings.min_pdq_quality)
+    content = Content(
+        id=str(uuid.uuid4()),
+        content_id=request.content_id,
+        user_id=request.user_id,
+        kind=hashed.kind.value,
+        fingerprint=print_,
+        signals=hashed.signals,
+        meta=request.metadata,
+        submitted_by=request.submitted_by,
+    )
+    decision = Decision(
+        id=str(uuid.uuid4()),
+        content_pk=content.id,
+        outcome=verdict.outcome.value,
+        reasons=verdict.reasons,
+        matches=[m.to_dict() for m in matches],
+        policy_version=POLICY_VERSION,
+        statement_of_reasons_id=(
+            str(uuid.uuid4()) if verdict.outcome is not Outcome.allow else None
+        ),
+    )
+    session.add_all([content, decision])
+    session.flush()
+    DECISIONS.labels(decision.outcome).inc()
+    log.info(
+        "screened",
+        extra={"decision": decision.id, "outcome": decision.outcome, "matches": len(matches)},
+    )
+    return decision_to_dict(decision, content)
+
+
+def _latest_decision(session: Session, content: Content) -> Decision:
+    return session.scalars(
+        select(Decision)
+        .where(Decision.content_pk == content.id)
+        .order_by(Decision.created_at.desc())
+        .limit(1)
+    ).one()
+
+
+def get_decision(session: Session, decision_id: str) -> dict:
+    decision = session.get(Decision, decision_id)
+    if decision is None:
+        raise NotFound(f"no decision {decision_id!r}")
+    return decision_to_dict(decision, decision.content)
+
+
+def decision_to_dict(decision: Decision, content: Content) -> dict:
+    return {
+        "id": decision.id,
+        "decision": decision.outcome,
+        "content_id": content.content_id,
+        "user_id": content.user_id,
+        "content_type": content.kind,
+        "reasons": decision.reasons,
+        "matches": [
+            {k: m[k] for k in ("bank", "entry", "label", "labels", "signal_type", "distance")}
+            for m in decision.matches
+        ],
+        "signals": content.signals,
+        "automated": decision.automated,
+        "policy_version": decision.policy_version,
+        "statement_of_reasons_id": decision.statement_of_reasons_id,
+        "created_at": decision.created_at.isoformat(),
+    }

@@ -1,0 +1,65 @@
+"""The signal-type plug-in interface: one class per type, registered by name.
+
+A signal type knows how to compute its value from an upload, how to validate a value someone
+hands us (a bank import, a lookup), and how far apart two values are. Matching picks the index
+by `index_kind`, so a new type needs no change anywhere else.
+"""
+
+from __future__ import annotations
+
+import io
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from PIL import Image
+
+
+class ContentKind(StrEnum):
+    photo = "photo"
+    video = "video"
+    text = "text"
+    url = "url"
+
+
+@dataclass
+class Upload:
+    """One piece of content to hash. Decoded forms are cached so each is produced once."""
+
+    kind: ContentKind
+    data: bytes | None = None
+    text: str | None = None
+    max_image_pixels: int = 100_000_000
+    _image: Image.Image | None = field(default=None, repr=False)
+
+    def image(self) -> Image.Image:
+        """The decoded, orientation-corrected image (photos only)."""
+        if self._image is None:
+            from prescreen.signals.image import decode_image
+
+            self._image = decode_image(self.data or b"", self.max_image_pixels)
+        return self._image
+
+    def stream(self) -> io.BytesIO:
+        return io.BytesIO(self.data or b"")
+
+
+class SignalType(ABC):
+    """A kind of signal: `pdq`, `md5`, `text`, `url`, ..."""
+
+    name: ClassVar[str]
+    kinds: ClassVar[frozenset[ContentKind]]
+    index_kind: ClassVar[Literal["exact", "hamming"]] = "exact"
+    default_threshold: ClassVar[int] = 0
+
+    @abstractmethod
+    def compute(self, upload: Upload) -> dict[str, Any]:
+        """Return `{name: value}` plus any companion fields (e.g. `pdq_quality`)."""
+
+    @abstractmethod
+    def normalize(self, value: str) -> str:
+        """Validate a value given from outside; return its canonical form or raise InvalidInput."""
+
+    def distance(self, a: str, b: str) -> int:
+        return 0 if a == b else 1

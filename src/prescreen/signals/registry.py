@@ -1,0 +1,68 @@
+"""Registry of signal types. Built-ins register on import; plug-ins via the
+`prescreen.signal_types` entry-point group (each entry point names a SignalType subclass)."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
+
+from prescreen.core.errors import InvalidInput
+from prescreen.signals.base import ContentKind, SignalType, Upload
+
+log = logging.getLogger(__name__)
+_REGISTRY: dict[str, SignalType] = {}
+_plugins_loaded = False
+T = TypeVar("T", bound=type[SignalType])
+
+
+def register(cls: T) -> T:
+    """Class decorator: make a signal type available by its name."""
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def _load_plugins() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from prescreen.signals import builtin  # noqa: F401  (registers the built-in types)
+
+    for ep in entry_points(group="prescreen.signal_types"):
+        try:
+            register(ep.load())
+        except Exception:
+            log.exception("could not load signal type plug-in", extra={"plugin": ep.name})
+
+
+def all_types() -> dict[str, SignalType]:
+    _load_plugins()
+    return dict(_REGISTRY)
+
+
+def get(name: str) -> SignalType:
+    types = all_types()
+    if name not in types:
+        raise InvalidInput(f"unknown signal type {name!r}", known=sorted(types), signal_type=name)
+    return types[name]
+
+
+def compute_signals(upload: Upload) -> dict[str, Any]:
+    """Every registered signal for this upload's kind, in registration order."""
+    signals: dict[str, Any] = {}
+    for signal_type in all_types().values():
+        if upload.kind in signal_type.kinds:
+            signals.update(signal_type.compute(upload))
+    return signals
+
+
+def normalize_signals(raw: dict[str, str]) -> dict[str, str]:
+    """Validate user-given `{type: value}` pairs; unknown types or bad values raise InvalidInput."""
+    if not raw:
+        raise InvalidInput("no signals given")
+    return {name: get(name).normalize(value) for name, value in raw.items()}
+
+
+def types_for(kind: ContentKind) -> list[str]:
+    return [name for name, t in all_types().items() if kind in t.kinds]

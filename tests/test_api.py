@@ -1,0 +1,256 @@
+"""The HTTP API as an integrator, a lead and an outsider see it."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from prescreen.screening.models import Content, Decision
+from prescreen.signals.image import decode_image, pdq_hash
+from tests.media import encode, jpeg, photo
+
+
+def _bank(client, auth, name="terror", **fields):
+    response = client.post("/v1/banks", json={"name": name, **fields}, headers=auth("lead"))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _add_image(client, auth, bank, data, labels="terrorism"):
+    response = client.post(
+        f"/v1/banks/{bank}/content",
+        files={"file": ("x.jpg", data, "image/jpeg")},
+        data={"labels": labels},
+        headers=auth("lead"),
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _screen_image(client, auth, data, **fields):
+    return client.post(
+        "/v1/screen",
+        files={"file": ("upload.jpg", data, "image/jpeg")},
+        data=fields,
+        headers=auth("integrator"),
+    )
+
+
+def test_screen_blocks_an_edited_copy_and_allows_other_content(client, auth) -> None:
+    _bank(client, auth, labels=["terrorism"])
+    original = photo(1)
+    entry = _add_image(client, auth, "terror", encode(original, quality=95))
+    edited = encode(original.resize((400, 300)), quality=40)
+    response = _screen_image(client, auth, edited, content_id="c-1", user_id="u-1")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["decision"] == "block"
+    assert body["content_id"] == "c-1" and body["user_id"] == "u-1"
+    assert body["matches"][0]["bank"] == "terror"
+    assert body["matches"][0]["entry"] == entry["id"]
+    assert body["matches"][0]["signal_type"] == "pdq"
+    assert body["reasons"][0]["label"] == "terrorism"
+    assert body["statement_of_reasons_id"]
+    assert set(body["signals"]) >= {"pdq", "pdq_quality", "md5", "sha256"}
+    other = _screen_image(client, auth, jpeg(99)).json()
+    assert other["decision"] == "allow" and other["matches"] == []
+
+
+def test_repeat_content_id_returns_the_stored_decision(client, auth, db) -> None:
+    data = jpeg(2)
+    first = _screen_image(client, auth, data, content_id="same").json()
+    second = _screen_image(client, auth, data, content_id="same").json()
+    assert first == second
+    conflict = _screen_image(client, auth, jpeg(3), content_id="same")
+    assert conflict.status_code == 409
+    assert "different content" in conflict.json()["error"]["message"]
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Decision)) == 1
+
+
+def test_text_url_and_hash_screening(client, auth) -> None:
+    _bank(client, auth, "texts", kind="hold", labels=["hate"])
+    text = "An example propaganda slogan"
+    response = client.post(
+        "/v1/banks/texts/entries",
+        json={"signals": {"text": client.post(
+            "/v1/hash", json={"text": text}, headers=auth("integrator")
+        ).json()["signals"]["text"]}, "labels": ["hate"]},
+        headers=auth("lead"),
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    held = client.post(
+        "/v1/screen", json={"text": "AN  EXAMPLE propaganda slogan!!"}, headers=auth("integrator")
+    ).json()
+    assert held["decision"] == "hold" and held["content_type"] == "text"
+
+    _bank(client, auth, "links", labels=["terrorism"])
+    url_hash = client.post(
+        "/v1/hash", json={"url": "https://bad.example/post?id=1"}, headers=auth("integrator")
+    ).json()["signals"]["url"]
+    client.post(
+        "/v1/banks/links/entries", json={"signals": {"url": url_hash}}, headers=auth("lead")
+    )
+    blocked = client.post(
+        "/v1/screen",
+        json={"url": "HTTPS://www.BAD.example/post?id=1&utm_source=feed#x"},
+        headers=auth("integrator"),
+    ).json()
+    assert blocked["decision"] == "block" and blocked["matches"][0]["bank"] == "links"
+
+    pdq, quality = pdq_hash(decode_image(jpeg(4), 10**8))
+    hashes = client.post(
+        "/v1/screen",
+        json={"hashes": {"pdq": pdq, "pdq_quality": quality}},
+        headers=auth("integrator"),
+    ).json()
+    assert hashes["decision"] == "allow" and hashes["signals"]["pdq"] == pdq
+
+
+def test_allow_list_wins_and_strictest_action_wins(client, auth) -> None:
+    data = jpeg(5)
+    _bank(client, auth, "held", kind="hold")
+    _add_image(client, auth, "held", data, labels="hate")
+    assert _screen_image(client, auth, data).json()["decision"] == "hold"
+    _bank(client, auth, "blocked", kind="block")
+    _add_image(client, auth, "blocked", data)
+    assert _screen_image(client, auth, data).json()["decision"] == "block"
+    _bank(client, auth, "known-good", kind="allow")
+    _add_image(client, auth, "known-good", data, labels="news")
+    result = _screen_image(client, auth, data).json()
+    assert result["decision"] == "allow"
+    assert {r["kind"] for r in result["reasons"]} == {"allow_list"}
+
+
+def test_per_bank_threshold(client, auth) -> None:
+    original = photo(6)
+    _bank(client, auth, "strict", pdq_threshold=0)
+    _add_image(client, auth, "strict", encode(original, quality=95))
+    edited = encode(original.resize((320, 240)), quality=30)
+    distance = client.post(
+        "/v1/lookup",
+        json={"signals": {"pdq": client.post(
+            "/v1/hash", files={"file": ("e.jpg", edited, "image/jpeg")}, headers=auth("integrator")
+        ).json()["signals"]["pdq"]}},
+        headers=auth("integrator"),
+    ).json()["matches"]  # fmt: skip
+    assert distance == []  # the edit is more than 0 bits away
+    client.patch("/v1/banks/strict", json={"pdq_threshold": 31}, headers=auth("lead"))
+    assert _screen_image(client, auth, edited).json()["decision"] == "block"
+
+
+def test_disable_entry_until_a_time(client, auth) -> None:
+    data = jpeg(8)
+    _bank(client, auth)
+    entry = _add_image(client, auth, "terror", data)
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    response = client.patch(
+        f"/v1/banks/terror/entries/{entry['id']}",
+        json={"enabled": False, "disabled_until": later},
+        headers=auth("lead"),
+    )
+    assert response.status_code == 200 and response.json()["enabled"] is False
+    assert _screen_image(client, auth, data).json()["decision"] == "allow"
+    earlier = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    client.patch(
+        f"/v1/banks/terror/entries/{entry['id']}",
+        json={"disabled_until": earlier},
+        headers=auth("lead"),
+    )
+    assert _screen_image(client, auth, data).json()["decision"] == "block"
+    client.patch(
+        f"/v1/banks/terror/entries/{entry['id']}", json={"enabled": False}, headers=auth("lead")
+    )
+    assert _screen_image(client, auth, data).json()["decision"] == "allow"
+    client.delete(f"/v1/banks/terror/entries/{entry['id']}", headers=auth("lead"))
+    assert (
+        client.get(f"/v1/banks/terror/entries/{entry['id']}", headers=auth("lead")).status_code
+        == 404
+    )
+
+
+def test_bank_crud_and_provenance(client, auth, keys) -> None:
+    created = _bank(client, auth, "crud", labels=["csam"], description="test")
+    assert created["kind"] == "block" and created["pdq_threshold"] == 31
+    entry = _add_image(client, auth, "crud", jpeg(9), labels="csam")
+    assert entry["provenance"]["added_by"].startswith("apikey:")
+    assert entry["provenance"]["created_at"]
+    listed = client.get("/v1/banks", headers=auth("moderator")).json()
+    assert [(b["name"], b["entries"]) for b in listed] == [("crud", 1)]
+    updated = client.patch("/v1/banks/crud", json={"kind": "hold"}, headers=auth("lead")).json()
+    assert updated["kind"] == "hold"
+    assert client.post("/v1/banks", json={"name": "crud"}, headers=auth("lead")).status_code == 409
+    assert client.delete("/v1/banks/crud", headers=auth("lead")).status_code == 204
+    assert client.get("/v1/banks/crud", headers=auth("lead")).status_code == 404
+    assert _screen_image(client, auth, jpeg(9)).json()["decision"] == "allow"
+
+
+def test_ndjson_export_then_import_round_trips(client, auth) -> None:
+    _bank(client, auth, "source", labels=["terrorism"])
+    for seed in (10, 11, 12):
+        _add_image(client, auth, "source", jpeg(seed))
+    exported = client.get("/v1/banks/source/export", headers=auth("lead")).text.splitlines()
+    header = json.loads(exported[0])
+    assert header["format"] == "prescreen-bank/1" and header["bank"]["name"] == "source"
+    assert len(exported) == 4
+    _bank(client, auth, "copy")
+    report = client.post(
+        "/v1/banks/copy/import",
+        content="\n".join(exported),
+        headers={**auth("lead"), "Content-Type": "application/x-ndjson"},
+    ).json()
+    assert report == {"added": 3, "skipped": 0, "errors": []}
+    copied = client.get("/v1/banks/copy/entries", headers=auth("lead")).json()["entries"]
+    originals = [json.loads(line) for line in exported[1:]]
+    assert [e["signals"] for e in copied] == [o["signals"] for o in originals]
+
+
+def test_import_with_a_bad_line_changes_nothing_unless_skipping(client, auth) -> None:
+    _bank(client, auth, "imp")
+    good = json.dumps({"signals": {"pdq": "0f" * 32}, "labels": ["terrorism"]})
+    lines = "\n".join([good, '{"signals": {"pdq": "zz"}}', "not json", good.replace("0f", "f0")])
+    headers = {**auth("lead"), "Content-Type": "application/x-ndjson"}
+    refused = client.post("/v1/banks/imp/import", content=lines, headers=headers)
+    assert refused.status_code == 422
+    assert [e["line"] for e in refused.json()["error"]["detail"]["errors"]] == [2, 3]
+    assert client.get("/v1/banks/imp/entries", headers=auth("lead")).json()["entries"] == []
+    skipped = client.post("/v1/banks/imp/import?skip_invalid=true", content=lines, headers=headers)
+    assert skipped.json()["added"] == 2 and skipped.json()["skipped"] == 2
+
+
+def test_lookup_filters_by_bank(client, auth) -> None:
+    _bank(client, auth, "a")
+    _bank(client, auth, "b")
+    data = jpeg(13)
+    _add_image(client, auth, "a", data)
+    _add_image(client, auth, "b", data)
+    pdq = client.post(
+        "/v1/hash", files={"file": ("x.jpg", data, "image/jpeg")}, headers=auth("integrator")
+    ).json()["signals"]["pdq"]
+    both = client.post("/v1/lookup", json={"signals": {"pdq": pdq}}, headers=auth("integrator"))
+    assert sorted(m["bank"] for m in both.json()["matches"]) == ["a", "b"]
+    only_b = client.post(
+        "/v1/lookup", json={"signals": {"pdq": pdq}, "banks": ["b"]}, headers=auth("integrator")
+    )
+    assert [m["bank"] for m in only_b.json()["matches"]] == ["b"]
+
+
+def test_every_decision_is_stored_and_readable(client, auth, db) -> None:
+    decision = _screen_image(client, auth, jpeg(14), user_id="u-9").json()
+    fetched = client.get(f"/v1/decisions/{decision['id']}", headers=auth("auditor")).json()
+    assert fetched == decision
+    with db.session() as session:
+        content = session.scalars(select(Content)).one()
+        assert content.user_id == "u-9" and content.signals["pdq"] == decision["signals"]["pdq"]
+
+
+def test_operations_endpoints(client, auth) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["status"] == "ready"
+    _screen_image(client, auth, jpeg(15))
+    metrics = client.get("/metrics").text
+    assert 'prescreen_http_requests_total{method="POST",route="/v1/screen",status="200"}' in metrics
+    assert 'prescreen_decisions_total{outcome="allow"}' in metrics
+    assert client.get("/openapi.json").json()["info"]["title"] == "prescreen"
