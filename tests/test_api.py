@@ -6,10 +6,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
+from tests.media import encode, jpeg, photo
 
 from prescreen.screening.models import Content, Decision
 from prescreen.signals.image import decode_image, pdq_hash
-from tests.media import encode, jpeg, photo
 
 
 def _bank(client, auth, name="terror", **fields):
@@ -254,3 +254,18 @@ def test_operations_endpoints(client, auth) -> None:
     assert 'prescreen_http_requests_total{method="POST",route="/v1/screen",status="200"}' in metrics
     assert 'prescreen_decisions_total{outcome="allow"}' in metrics
     assert client.get("/openapi.json").json()["info"]["title"] == "prescreen"
+
+
+def test_low_quality_pdq_match_holds_but_never_blocks(client, auth) -> None:
+    _bank(client, auth, "flat")
+    flat = "0" * 64
+    client.post("/v1/banks/flat/entries", json={"signals": {"pdq": flat}}, headers=auth("lead"))
+    weak = client.post(
+        "/v1/screen", json={"hashes": {"pdq": flat, "pdq_quality": 10}}, headers=auth("integrator")
+    ).json()
+    assert weak["decision"] == "hold"
+    assert weak["reasons"][0]["kind"] == "bank_match_low_quality"
+    strong = client.post(
+        "/v1/screen", json={"hashes": {"pdq": flat, "pdq_quality": 90}}, headers=auth("integrator")
+    ).json()
+    assert strong["decision"] == "block"

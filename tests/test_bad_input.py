@@ -8,10 +8,10 @@ import zlib
 import pytest
 from PIL import Image
 from sqlalchemy import func, select
+from tests.media import jpeg
 
 from prescreen.banks.models import BankEntry, SignalChange
 from prescreen.screening.models import Content, Decision
-from tests.media import jpeg
 
 
 def _counts(db) -> tuple[int, ...]:

@@ -8,7 +8,6 @@ away (allowed for now: searching the dihedral variants comes with the fast image
 from __future__ import annotations
 
 import pytest
-
 from tests.conftest import PDQ_DATA, needs_pdq_data
 
 DATA = PDQ_DATA / "pdq/data"

@@ -8,6 +8,8 @@ import hashlib
 
 import pytest
 from PIL import Image
+from tests.conftest import PDQ_DATA, needs_pdq_data
+from tests.media import encode, jpeg, photo
 
 from prescreen.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMedia
 from prescreen.signals.base import ContentKind, Upload
@@ -15,8 +17,6 @@ from prescreen.signals.image import decode_image, pdq_distance, pdq_hash
 from prescreen.signals.registry import all_types, compute_signals, normalize_signals
 from prescreen.signals.text import normalize_text
 from prescreen.signals.url import canonical_url
-from tests.conftest import PDQ_DATA, needs_pdq_data
-from tests.media import encode, jpeg, photo
 
 
 def _reference_rows() -> list[dict[str, str]]:
@@ -121,7 +121,7 @@ def test_text_normalisation_folds_cosmetic_evasions() -> None:
         "JOIN THE FIGHT NOW",
         "Join\u200b the\u200d fight now",
         "Ｊｏｉｎ ｔｈｅ ｆｉｇｈｔ ｎｏｗ",
-        "Jоin thе fight nоw",  # Cyrillic o and e  # noqa: RUF001
+        "Jоin thе fight nоw",  # Cyrillic o and e
         "Join   the -- fight... now!!!",
     ]:
         assert normalize_text(variant) == base, variant

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from prescreen.core.config import Settings, get_settings
+from prescreen.core.config import Settings, get_settings, reset_settings
 from prescreen.core.db import Database
 from prescreen.core.errors import PrescreenError
 from prescreen.core.schema import upgrade
@@ -38,6 +38,13 @@ def matcher() -> Matcher:
     with database().session() as session:
         m.rebuild(session)
     return m
+
+
+def reset() -> None:
+    """Forget settings, database and matcher (for embedding the CLI, e.g. in tests)."""
+    reset_settings()
+    for cached in (settings, database, matcher):
+        cached.cache_clear()
 
 
 def emit(obj: Any) -> None:

@@ -37,6 +37,8 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         raise UnsupportedMedia("the file is not an image in a supported format") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PayloadTooLarge(f"image refused as a decompression bomb: {exc}") from exc
+    except Exception as exc:  # hostile headers raise all sorts of errors
+        raise InvalidInput(f"image data is truncated or corrupt: {exc}") from exc
     if image.format not in IMAGE_FORMATS:
         raise UnsupportedMedia(
             f"image format {image.format} is not supported", supported=sorted(IMAGE_FORMATS)
@@ -55,7 +57,9 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     try:
         image.load()
         return ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except MemoryError as exc:
+        raise PayloadTooLarge("image needs more memory to decode than is available") from exc
+    except Exception as exc:  # decoders fail in many ways on hostile data
         raise InvalidInput(f"image data is truncated or corrupt: {exc}") from exc
 
 
