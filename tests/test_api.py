@@ -269,3 +269,12 @@ def test_low_quality_pdq_match_holds_but_never_blocks(client, auth) -> None:
         "/v1/screen", json={"hashes": {"pdq": flat, "pdq_quality": 90}}, headers=auth("integrator")
     ).json()
     assert strong["decision"] == "block"
+
+
+def test_patch_with_null_fields_leaves_them_unchanged(client, auth) -> None:
+    _bank(client, auth, "nulls", labels=["hate"])
+    response = client.patch(
+        "/v1/banks/nulls", json={"labels": None, "kind": None}, headers=auth("lead")
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["labels"] == ["hate"] and response.json()["kind"] == "block"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,7 +19,7 @@ from prescreen.core.config import Settings
 from prescreen.core.db import Database
 from prescreen.core.deps import get_db, get_session, get_settings, require
 from prescreen.core.errors import InvalidInput
-from prescreen.core.validation import CleanStr
+from prescreen.core.validation import BANK_NAME_PATTERN, MAX_ROW_ID, CleanStr, clean_text
 from prescreen.screening.service import hash_bytes
 from prescreen.signals.detect import decode_text
 
@@ -26,12 +27,14 @@ router = APIRouter(prefix="/v1/banks", tags=["banks"])
 READERS = (Role.integrator, Role.moderator, Role.lead, Role.auditor)
 WRITERS = (Role.lead,)
 Label = CleanStr
+BankName = Annotated[str, Path(pattern=BANK_NAME_PATTERN, description="Bank name")]
+EntryId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="Entry id")]
 
 
 class BankCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(..., pattern=BANK_NAME_PATTERN)
     description: CleanStr = Field("", max_length=2000)
     kind: BankKind = BankKind.block
     labels: list[Label] = Field(default_factory=list, max_length=32)
@@ -87,14 +90,16 @@ def create_bank(
 
 @router.get("/{name}", summary="One bank")
 def read_bank(
-    name: str, _actor: Actor = Depends(require(*READERS)), session: Session = Depends(get_session)
+    name: BankName,
+    _actor: Actor = Depends(require(*READERS)),
+    session: Session = Depends(get_session),
 ) -> dict:
     return service.bank_to_dict(service.get_bank(session, name))
 
 
 @router.patch("/{name}", summary="Change a bank's settings")
 def update_bank(
-    name: str,
+    name: BankName,
     body: BankUpdate,
     _actor: Actor = Depends(require(*WRITERS)),
     session: Session = Depends(get_session),
@@ -105,7 +110,9 @@ def update_bank(
 
 @router.delete("/{name}", status_code=204, summary="Delete a bank and all its entries")
 def delete_bank(
-    name: str, _actor: Actor = Depends(require(*WRITERS)), session: Session = Depends(get_session)
+    name: BankName,
+    _actor: Actor = Depends(require(*WRITERS)),
+    session: Session = Depends(get_session),
 ) -> Response:
     service.delete_bank(session, name)
     return Response(status_code=204)
@@ -113,8 +120,10 @@ def delete_bank(
 
 @router.get("/{name}/entries", summary="Entries, oldest first, paged by id")
 def list_entries(
-    name: str,
-    after: int = Query(0, ge=0, le=2**62, description="Return entries with id greater than this"),
+    name: BankName,
+    after: int = Query(
+        0, ge=0, le=MAX_ROW_ID, description="Return entries with id greater than this"
+    ),
     limit: int = Query(100, ge=1, le=1000),
     _actor: Actor = Depends(require(*READERS)),
     session: Session = Depends(get_session),
@@ -129,7 +138,7 @@ def list_entries(
 
 @router.post("/{name}/entries", status_code=201, summary="Add an entry from raw signals")
 def add_entry(
-    name: str,
+    name: BankName,
     body: EntryCreate,
     actor: Actor = Depends(require(*WRITERS)),
     session: Session = Depends(get_session),
@@ -164,7 +173,7 @@ def add_entry(
     },
 )
 async def add_content(
-    name: str,
+    name: BankName,
     request: Request,
     actor: Actor = Depends(require(*WRITERS)),
     db: Database = Depends(get_db),
@@ -183,6 +192,10 @@ async def add_content(
     note = str(form.get("note") or "")
     if len(note) > 2000:
         raise InvalidInput("note is longer than 2000 characters")
+    try:
+        clean_text(note)
+    except ValueError as exc:
+        raise InvalidInput(f"note {exc}") from exc
     data = await upload.read()
     hashed = await run_in_threadpool(
         hash_bytes, data, settings, upload.filename, upload.content_type
@@ -202,8 +215,8 @@ async def add_content(
 
 @router.get("/{name}/entries/{entry_id}", summary="One entry")
 def read_entry(
-    name: str,
-    entry_id: int,
+    name: BankName,
+    entry_id: EntryId,
     _actor: Actor = Depends(require(*READERS)),
     session: Session = Depends(get_session),
 ) -> dict:
@@ -213,8 +226,8 @@ def read_entry(
 
 @router.patch("/{name}/entries/{entry_id}", summary="Enable, disable (until a time), relabel")
 def update_entry(
-    name: str,
-    entry_id: int,
+    name: BankName,
+    entry_id: EntryId,
     body: EntryUpdate,
     _actor: Actor = Depends(require(*WRITERS)),
     session: Session = Depends(get_session),
@@ -228,8 +241,8 @@ def update_entry(
 
 @router.delete("/{name}/entries/{entry_id}", status_code=204, summary="Remove an entry")
 def delete_entry(
-    name: str,
-    entry_id: int,
+    name: BankName,
+    entry_id: EntryId,
     _actor: Actor = Depends(require(*WRITERS)),
     session: Session = Depends(get_session),
 ) -> Response:
@@ -252,7 +265,7 @@ def delete_entry(
     },
 )
 async def import_entries(
-    name: str,
+    name: BankName,
     request: Request,
     skip_invalid: bool = Query(False),
     actor: Actor = Depends(require(*WRITERS)),
@@ -281,7 +294,7 @@ async def import_entries(
 
 @router.get("/{name}/export", summary="Export a bank as NDJSON (header line, then entries)")
 def export_entries(
-    name: str,
+    name: BankName,
     _actor: Actor = Depends(require(*READERS)),
     db: Database = Depends(get_db),
 ) -> StreamingResponse:

@@ -15,9 +15,11 @@ from sqlalchemy.orm import Session, selectinload
 
 from prescreen.banks.models import Bank, BankEntry, BankKind, EntrySignal, SignalChange
 from prescreen.core.errors import Conflict, InvalidInput, NotFound
+from prescreen.core.validation import BANK_NAME_PATTERN, clean_text
+from prescreen.signals.base import ContentKind
 from prescreen.signals.registry import all_types, normalize_signals
 
-BANK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+BANK_NAME = re.compile(BANK_NAME_PATTERN)
 LABEL = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
 NDJSON_FORMAT = "prescreen-bank/1"
 BANK_FIELDS = ("description", "kind", "labels", "pdq_threshold", "enabled", "shared")
@@ -34,6 +36,8 @@ def validate_labels(labels: Iterable[str]) -> list[str]:
 
 
 def _validate_bank_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """Validated settings; a field given as None means "leave unchanged"."""
+    fields = {k: v for k, v in fields.items() if v is not None}
     unknown = set(fields) - set(BANK_FIELDS)
     if unknown:
         raise InvalidInput("unknown bank fields", unknown=sorted(unknown))
@@ -49,7 +53,7 @@ def _validate_bank_fields(fields: dict[str, Any]) -> dict[str, Any]:
     threshold = fields.get("pdq_threshold")
     if threshold is not None and not (isinstance(threshold, int) and 0 <= threshold <= 256):
         raise InvalidInput("pdq_threshold must be an integer from 0 to 256")
-    return {k: v for k, v in fields.items() if v is not None}
+    return fields
 
 
 def create_bank(session: Session, name: str, **fields: Any) -> Bank:
@@ -123,7 +127,20 @@ class NewEntry:
                 known=sorted(all_types()),
             )
         kwargs["labels"] = validate_labels(kwargs.get("labels") or [])
+        for key in ("note", "source"):
+            if key in kwargs:
+                kwargs[key] = _clean(key, kwargs[key])
+        kind = kwargs.get("content_type")
+        if kind is not None and kind not in {k.value for k in ContentKind}:
+            raise InvalidInput(f"unknown content_type {kind!r}")
         return cls(signals=normalize_signals(matchable), **kwargs)
+
+
+def _clean(field_name: str, value: Any) -> str:
+    try:
+        return clean_text(str(value))[:2000]
+    except ValueError as exc:
+        raise InvalidInput(f"{field_name} {exc}") from exc
 
 
 def add_entries(

@@ -46,3 +46,6 @@ def clean_json(value: Any, depth: int = 0) -> Any:
 CleanStr = Annotated[str, AfterValidator(clean_text)]
 Identifier = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(clean_identifier)]
 Metadata = Annotated[dict[str, Any], AfterValidator(clean_json)]
+
+BANK_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+MAX_ROW_ID = 2**31 - 1

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from prescreen.core.auth import Actor, Role
 from prescreen.core.deps import get_matcher, get_session, require
+from prescreen.core.validation import BANK_NAME_PATTERN
 from prescreen.matching.service import Matcher
 from prescreen.signals.registry import normalize_signals
 
@@ -20,7 +23,9 @@ class LookupRequest(BaseModel):
     signals: dict[str, str] = Field(
         ..., description='Signals by type, e.g. {"pdq": "<64 hex>", "md5": "<32 hex>"}'
     )
-    banks: list[str] | None = Field(None, description="Only these banks (default: all enabled)")
+    banks: list[Annotated[str, Field(pattern=BANK_NAME_PATTERN)]] | None = Field(
+        None, description="Only these banks (default: all enabled)", max_length=100
+    )
 
 
 @router.post("/lookup", summary="Bank entries matching the given signals, at each bank's threshold")

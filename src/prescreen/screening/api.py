@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -188,7 +188,7 @@ async def hash_content(
 
 @router.get("/decisions/{decision_id}", summary="A stored decision")
 def read_decision(
-    decision_id: str,
+    decision_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")],
     _actor: Actor = Depends(require(*DECISION_READERS)),
     session: Session = Depends(get_session),
 ) -> dict:
