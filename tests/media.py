@@ -34,3 +34,27 @@ def encode(image: Image.Image, fmt: str = "JPEG", **params) -> bytes:
 
 def jpeg(seed: int, size: tuple[int, int] = (640, 480), quality: int = 90) -> bytes:
     return encode(photo(seed, size), "JPEG", quality=quality)
+
+
+def video(
+    seconds: float = 3.0, size: tuple[int, int] = (320, 240), fps: int = 30, seed: int = 0
+) -> bytes:
+    """A real H.264 MP4: a drifting synthetic scene, different for every seed."""
+    import av
+
+    width, height = size
+    scene = np.asarray(photo(seed, (width * 2, height)))
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(int(seconds * fps)):
+            offset = int(i * width / (seconds * fps))
+            frame = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(scene[:, offset : offset + width]), format="rgb24"
+            )
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()

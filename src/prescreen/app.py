@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -17,9 +18,12 @@ from prescreen.core import http
 from prescreen.core.config import Settings, get_settings
 from prescreen.core.db import Database
 from prescreen.core.logging import configure_logging
+from prescreen.jobs.api import router as jobs_router
+from prescreen.jobs.service import Worker
 from prescreen.matching.api import router as matching_router
 from prescreen.matching.service import Matcher
 from prescreen.screening.api import router as screening_router
+from prescreen.webhooks.api import router as webhooks_router
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +46,20 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                 matcher.rebuild(session)
 
         await run_in_threadpool(load)
+        workers = [
+            Worker(
+                db,
+                lease=timedelta(seconds=settings.job_lease_seconds),
+                context={"settings": settings, "matcher": matcher},
+            )
+            for _ in range(settings.workers_in_process)
+        ]
+        for worker in workers:
+            worker.start_thread()
         log.info("prescreen ready", extra={"version": __version__, "indexes": matcher.size()})
         yield
+        for worker in workers:
+            worker.stop()
 
     app = FastAPI(
         title="prescreen",
@@ -53,7 +69,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     app.state.settings, app.state.db, app.state.matcher = settings, db, matcher
     http.install(app, settings.max_upload_bytes)
-    for router in (screening_router, matching_router, banks_router):
+    for router in (screening_router, matching_router, banks_router, jobs_router, webhooks_router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 import typer
 
 from prescreen.banks.cli import app as bank_app
 from prescreen.core.auth import Role, create_api_key, revoke_api_key
-from prescreen.core.cli_context import database, emit, err_console, fail, settings
+from prescreen.core.cli_context import database, emit, err_console, fail, matcher, settings
 from prescreen.core.errors import PrescreenError
 from prescreen.screening.cli import hash_command, scan_command, screen_command
 
@@ -50,6 +51,28 @@ def serve(
         log_config=None,
         server_header=False,
     )
+
+
+@app.command()
+def worker(
+    kinds: Annotated[
+        list[str], typer.Option("--kind", help="Only these job kinds (repeatable)")
+    ] = [],  # noqa: B006
+) -> None:
+    """Run a job worker (video screening, webhooks, ...) until interrupted. Run one per core."""
+    from prescreen.core.logging import configure_logging
+    from prescreen.jobs.service import Worker
+    from prescreen.screening import service as _screening  # noqa: F401  (registers handlers)
+
+    cfg = settings()
+    configure_logging(cfg.log_level, cfg.log_json)
+    runner = Worker(
+        database(), kinds=kinds or None, context={"settings": cfg, "matcher": matcher()}
+    )
+    try:
+        runner.run_forever()
+    except KeyboardInterrupt:
+        runner.stop()
 
 
 @apikey_app.command("create")

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     default_pdq_threshold: int = Field(31, ge=0, le=256)
     min_pdq_quality: int = Field(50, ge=0, le=100)
 
+    workers_in_process: int = Field(1, ge=0, description="Job workers started by `serve`")
+    job_lease_seconds: float = Field(60.0, gt=0, description="A silent worker loses its job after")
+    webhook_allow_private: bool = False
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -19,7 +19,9 @@ def import_all_models() -> None:
     """Register every table on Base.metadata (Alembic and tests need them all)."""
     from prescreen.banks import models as _banks  # noqa: F401
     from prescreen.core import auth as _auth  # noqa: F401
+    from prescreen.jobs import models as _jobs  # noqa: F401
     from prescreen.screening import models as _screening  # noqa: F401
+    from prescreen.webhooks import models as _webhooks  # noqa: F401
 
 
 def alembic_config(url: str) -> Config:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
@@ -28,7 +29,10 @@ from prescreen.screening.service import (
     hash_text,
     hash_url,
     screen,
+    submit_video,
+    upload_kind,
 )
+from prescreen.signals.base import ContentKind, Upload
 
 router = APIRouter(prefix="/v1", tags=["screening"])
 M = TypeVar("M", bound=BaseModel)
@@ -120,8 +124,11 @@ def _validated(model: type[M], data: Any, raw_json: bytes | None = None) -> M:
         ) from exc
 
 
-async def _read_request(request: Request, settings: Settings) -> tuple[Hashed, Any]:
-    """Hash whatever the request carries; returns the hashes and the validated fields."""
+async def _read_request(
+    request: Request, settings: Settings, hash_video_inline: bool
+) -> tuple[Hashed | Upload, Any]:
+    """Hash whatever the request carries (videos only if asked: they are slow); returns the
+    hashes, or the unhashed video upload, and the validated fields."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "application/json":
         body = _validated(ScreenJSON, None, raw_json=await request.body())
@@ -137,6 +144,9 @@ async def _read_request(request: Request, settings: Settings) -> tuple[Hashed, A
             raise InvalidInput('send the content as a multipart file field named "file"')
         fields = _validated(UploadFields, {k: v for k, v in form.items() if k != "file"})
         data = await upload.read()
+        kind = upload_kind(data, settings, upload.filename, upload.content_type)
+        if kind is ContentKind.video and not hash_video_inline:
+            return Upload(kind, data=data, text=upload.filename or "video"), fields
         hashed = await run_in_threadpool(
             hash_bytes, data, settings, upload.filename, upload.content_type
         )
@@ -150,6 +160,13 @@ async def _read_request(request: Request, settings: Settings) -> tuple[Hashed, A
 @router.post(
     "/screen",
     summary="Screen an upload, text, URL or hashes: allow, hold or block, with reasons",
+    description=(
+        "Images, text, URLs and hashes are decided synchronously (200). A video is screened "
+        "asynchronously: 202 with `job_id`; poll `GET /v1/jobs/{job_id}` or receive the "
+        "decision on your webhook."
+    ),
+    responses={202: {"description": "Video accepted; the decision follows asynchronously"}},
+    response_model=None,
     openapi_extra=_body_schema(ScreenJSON),
 )
 async def screen_content(
@@ -158,17 +175,29 @@ async def screen_content(
     db: Database = Depends(get_db),
     matcher: Matcher = Depends(get_matcher),
     settings: Settings = Depends(get_settings),
-) -> dict:
-    hashed, fields = await _read_request(request, settings)
+) -> dict | JSONResponse:
+    hashed, fields = await _read_request(request, settings, hash_video_inline=False)
     metadata = dict(fields.metadata)
     metadata.update({k: getattr(fields, k) for k in ("surface", "locale") if getattr(fields, k)})
     screen_request = ScreenRequest(
-        hashed=hashed,
+        hashed=hashed if isinstance(hashed, Hashed) else None,
         content_id=fields.content_id,
         user_id=fields.user_id,
         metadata=metadata,
         submitted_by=actor.label,
+        owner_key_id=actor.key_id,
     )
+    if isinstance(hashed, Upload):
+        queued = await run_in_threadpool(
+            submit_video, db, screen_request, hashed.data or b"", hashed.text or ""
+        )
+        if "decision" in queued:
+            return queued["decision"]
+        job = queued["job"]
+        return JSONResponse(
+            {"job_id": job["id"], "status": job["status"], "status_url": f"/v1/jobs/{job['id']}"},
+            status_code=202,
+        )
     return await run_in_threadpool(screen, db, matcher, settings, screen_request)
 
 
@@ -182,7 +211,8 @@ async def hash_content(
     _actor: Actor = Depends(require(*SCREENERS)),
     settings: Settings = Depends(get_settings),
 ) -> dict:
-    hashed, _fields = await _read_request(request, settings)
+    hashed, _fields = await _read_request(request, settings, hash_video_inline=True)
+    assert isinstance(hashed, Hashed)
     return {"content_type": hashed.kind.value, "signals": hashed.signals}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -24,6 +25,7 @@ from prescreen.core.cli_context import (
 )
 from prescreen.core.config import Settings
 from prescreen.core.errors import PrescreenError
+from prescreen.jobs.service import Worker, get_job, job_to_dict
 from prescreen.screening.service import (
     Hashed,
     ScreenRequest,
@@ -31,7 +33,11 @@ from prescreen.screening.service import (
     hash_text,
     hash_url,
     screen,
+    submit_video,
+    upload_kind,
 )
+from prescreen.signals.base import ContentKind
+from prescreen.signals.detect import sniff_kind
 
 
 def _hash_file(path: Path, cfg: Settings) -> Hashed:
@@ -71,6 +77,9 @@ def screen_command(
     if len(given) != 1:
         fail("give exactly one of FILE, --text or --url", code=2)
     try:
+        if file is not None and _is_video(file):
+            emit(_screen_video(file, content_id, user_id))
+            return
         if file is not None:
             hashed = _hash_file(file, settings())
         elif text is not None:
@@ -81,6 +90,38 @@ def screen_command(
         emit(screen(database(), matcher(), settings(), request))
     except PrescreenError as exc:
         fail(exc)
+
+
+def _is_video(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    return sniff_kind(head) is ContentKind.video
+
+
+def _screen_video(path: Path, content_id: str | None, user_id: str | None) -> dict:
+    """Queue the video like the API does, work the queue here, and wait for the decision."""
+    data = path.read_bytes()
+    upload_kind(data, settings(), path.name)
+    request = ScreenRequest(None, content_id, user_id, submitted_by=CLI_ACTOR)
+    queued = submit_video(database(), request, data, path.name)
+    if "decision" in queued:
+        return queued["decision"]
+    worker = Worker(database(), context={"settings": settings(), "matcher": matcher()})
+    job_id = queued["job"]["id"]
+    with Progress(TextColumn("hashing {task.description}"), console=err_console) as progress:
+        progress.add_task(path.name, total=None)
+        while True:
+            with database().session() as session:
+                job = job_to_dict(get_job(session, job_id))
+            if job["status"] == "done":
+                return job["result"]["decision"]
+            if job["status"] == "dead":
+                raise PrescreenError(f"{path}: {job['error']}")
+            if not worker.run_one():
+                time.sleep(0.2)
 
 
 def _hash_for_scan(path: Path, cfg: Settings) -> Hashed | str:

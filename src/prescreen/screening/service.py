@@ -16,15 +16,32 @@ from sqlalchemy.orm import Session
 
 from prescreen.core.config import Settings
 from prescreen.core.db import Database
-from prescreen.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from prescreen.core.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    PrescreenError,
+)
+from prescreen.jobs.service import (
+    JobContext,
+    PermanentJobError,
+    enqueue,
+    find_by_dedupe_key,
+    job_handler,
+    job_to_dict,
+    take_blob,
+)
 from prescreen.matching.service import Matcher
 from prescreen.screening.models import Content, Decision
 from prescreen.screening.policy import POLICY_VERSION, Outcome, decide
 from prescreen.signals.base import ContentKind, Upload
 from prescreen.signals.detect import decode_text, detect_kind
 from prescreen.signals.registry import all_types, compute_signals, normalize_signals
+from prescreen.webhooks.service import notify
 
 log = logging.getLogger(__name__)
+SCREEN_VIDEO_JOB = "screen_video"
 DECISIONS = Counter("prescreen_decisions_total", "Screening decisions", ["outcome"])
 
 
@@ -41,17 +58,24 @@ class Hashed:
         return {k: v for k, v in self.signals.items() if k in types}
 
 
+def upload_kind(
+    data: bytes, settings: Settings, filename: str | None = None, content_type: str | None = None
+) -> ContentKind:
+    """The kind of an upload within the size limit, or a clear error."""
+    if len(data) > settings.max_upload_bytes:
+        raise PayloadTooLarge(
+            f"upload is {len(data):,} bytes, over the limit of {settings.max_upload_bytes:,}"
+        )
+    return detect_kind(data, filename, content_type)
+
+
 def hash_bytes(
     data: bytes,
     settings: Settings,
     filename: str | None = None,
     content_type: str | None = None,
 ) -> Hashed:
-    if len(data) > settings.max_upload_bytes:
-        raise PayloadTooLarge(
-            f"upload is {len(data):,} bytes, over the limit of {settings.max_upload_bytes:,}"
-        )
-    kind = detect_kind(data, filename, content_type)
+    kind = upload_kind(data, settings, filename, content_type)
     if kind is ContentKind.text:
         return hash_text(decode_text(data, filename or "the upload"), settings)
     upload = Upload(kind, data=data, max_image_pixels=settings.max_image_pixels)
@@ -103,11 +127,22 @@ def fingerprint(hashed: Hashed) -> str:
 
 @dataclass
 class ScreenRequest:
-    hashed: Hashed
+    hashed: Hashed | None
     content_id: str | None = None
     user_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     submitted_by: str = ""
+    owner_key_id: str | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        """Everything but the content, for a job that hashes the content later."""
+        return {
+            "content_id": self.content_id,
+            "user_id": self.user_id,
+            "metadata": self.metadata,
+            "submitted_by": self.submitted_by,
+            "owner_key_id": self.owner_key_id,
+        }
 
 
 def screen(db: Database, matcher: Matcher, settings: Settings, request: ScreenRequest) -> dict:
@@ -127,6 +162,7 @@ def screen(db: Database, matcher: Matcher, settings: Settings, request: ScreenRe
 def _screen_once(
     session: Session, matcher: Matcher, settings: Settings, request: ScreenRequest
 ) -> dict:
+    assert request.hashed is not None
     hashed, print_ = request.hashed, fingerprint(request.hashed)
     if request.content_id is not None:
         stored = session.scalar(select(Content).where(Content.content_id == request.content_id))
@@ -169,6 +205,65 @@ def _screen_once(
         extra={"decision": decision.id, "outcome": decision.outcome, "matches": len(matches)},
     )
     return decision_to_dict(decision, content)
+
+
+def submit_video(db: Database, request: ScreenRequest, data: bytes, filename: str) -> dict:
+    """Queue a video for asynchronous screening; a repeated content_id gets the same job, or
+    the stored decision once there is one."""
+    dedupe_key = f"screen:{request.content_id}" if request.content_id else None
+    for attempt in range(2):
+        try:
+            with db.session() as session:
+                if request.content_id is not None:
+                    stored = session.scalar(
+                        select(Content).where(Content.content_id == request.content_id)
+                    )
+                    if stored is not None:
+                        return {
+                            "decision": decision_to_dict(_latest_decision(session, stored), stored)
+                        }
+                    existing = find_by_dedupe_key(session, dedupe_key or "")
+                    if existing is not None:
+                        return {"job": job_to_dict(existing)}
+                job = enqueue(
+                    session,
+                    SCREEN_VIDEO_JOB,
+                    request.to_payload(),
+                    submitted_by=request.submitted_by,
+                    max_attempts=3,
+                    dedupe_key=dedupe_key,
+                    blob=(data, filename),
+                )
+                return {"job": job_to_dict(job)}
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+@job_handler(SCREEN_VIDEO_JOB)
+def screen_video_job(ctx: JobContext) -> dict[str, Any]:
+    """Hash the video, decide, store the decision and queue the webhook, all in the job's
+    transaction: a worker killed half-way leaves nothing behind, and the next one starts over."""
+    settings: Settings = ctx.worker.context["settings"]
+    matcher: Matcher = ctx.worker.context["matcher"]
+    data, _name = take_blob(ctx.session, ctx.job.id)
+    try:
+        upload = Upload(ContentKind.video, data=data, max_image_pixels=settings.max_image_pixels)
+        hashed = Hashed(ContentKind.video, compute_signals(upload))
+    except PrescreenError as exc:
+        raise PermanentJobError(exc.message) from exc
+    payload = ctx.job.payload
+    request = ScreenRequest(
+        hashed,
+        content_id=payload.get("content_id"),
+        user_id=payload.get("user_id"),
+        metadata=payload.get("metadata") or {},
+        submitted_by=payload.get("submitted_by", ""),
+    )
+    decision = _screen_once(ctx.session, matcher, settings, request)
+    notify(ctx.session, payload.get("owner_key_id"), "decision", decision)
+    return {"decision_id": decision["id"], "decision": decision}
 
 
 def _latest_decision(session: Session, content: Content) -> Decision:
