@@ -67,7 +67,10 @@ def worker(
     cfg = settings()
     configure_logging(cfg.log_level, cfg.log_json)
     runner = Worker(
-        database(), kinds=kinds or None, context={"settings": cfg, "matcher": matcher()}
+        database(),
+        kinds=kinds or None,
+        lease=timedelta(seconds=cfg.job_lease_seconds),
+        context={"settings": cfg, "matcher": matcher()},
     )
     try:
         runner.run_forever()

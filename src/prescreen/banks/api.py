@@ -39,6 +39,8 @@ class BankCreate(BaseModel):
     kind: BankKind = BankKind.block
     labels: list[Label] = Field(default_factory=list, max_length=32)
     pdq_threshold: int = Field(31, ge=0, le=256)
+    vpdq_query_match_pct: float = Field(80.0, ge=0, le=100, description="Share of upload frames")
+    vpdq_bank_match_pct: float = Field(0.0, ge=0, le=100, description="Share of bank frames")
     enabled: bool = True
     shared: bool = False
 
@@ -50,6 +52,8 @@ class BankUpdate(BaseModel):
     kind: BankKind | None = None
     labels: list[Label] | None = Field(None, max_length=32)
     pdq_threshold: int | None = Field(None, ge=0, le=256)
+    vpdq_query_match_pct: float | None = Field(None, ge=0, le=100)
+    vpdq_bank_match_pct: float | None = Field(None, ge=0, le=100)
     enabled: bool | None = None
     shared: bool | None = None
 

@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from sqlalchemy import (
     Boolean,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -32,6 +33,10 @@ class Bank(Base):
     kind: Mapped[str] = mapped_column(String(16), default=BankKind.block.value)
     labels: Mapped[list[str]] = mapped_column(JSONType, default=list)
     pdq_threshold: Mapped[int] = mapped_column(Integer, default=31)
+    # A video matches when at least this share of the upload's frames match the bank video's
+    # frames, and this share of the bank video's frames match the upload's (Meta's vPDQ rule).
+    vpdq_query_match_pct: Mapped[float] = mapped_column(Float, default=80.0)
+    vpdq_bank_match_pct: Mapped[float] = mapped_column(Float, default=0.0)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
     source: Mapped[str] = mapped_column(String(256), default="local")

@@ -22,7 +22,16 @@ from prescreen.signals.registry import all_types, normalize_signals
 BANK_NAME = re.compile(BANK_NAME_PATTERN)
 LABEL = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
 NDJSON_FORMAT = "prescreen-bank/1"
-BANK_FIELDS = ("description", "kind", "labels", "pdq_threshold", "enabled", "shared")
+BANK_FIELDS = (
+    "description",
+    "kind",
+    "labels",
+    "pdq_threshold",
+    "vpdq_query_match_pct",
+    "vpdq_bank_match_pct",
+    "enabled",
+    "shared",
+)
 
 
 def validate_labels(labels: Iterable[str]) -> list[str]:
@@ -53,6 +62,10 @@ def _validate_bank_fields(fields: dict[str, Any]) -> dict[str, Any]:
     threshold = fields.get("pdq_threshold")
     if threshold is not None and not (isinstance(threshold, int) and 0 <= threshold <= 256):
         raise InvalidInput("pdq_threshold must be an integer from 0 to 256")
+    for share in ("vpdq_query_match_pct", "vpdq_bank_match_pct"):
+        value = fields.get(share)
+        if value is not None and not (isinstance(value, int | float) and 0 <= value <= 100):
+            raise InvalidInput(f"{share} must be a percentage from 0 to 100")
     return fields
 
 
@@ -252,6 +265,8 @@ def bank_to_dict(bank: Bank, entry_count: int | None = None) -> dict[str, Any]:
         "kind": bank.kind,
         "labels": bank.labels,
         "pdq_threshold": bank.pdq_threshold,
+        "vpdq_query_match_pct": bank.vpdq_query_match_pct,
+        "vpdq_bank_match_pct": bank.vpdq_bank_match_pct,
         "enabled": bank.enabled,
         "shared": bank.shared,
         "source": bank.source,

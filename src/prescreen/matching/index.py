@@ -7,7 +7,7 @@ signal ids and values; banks, entries and thresholds are applied by the matcher.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -15,7 +15,10 @@ import numpy as np
 class SignalIndex(Protocol):
     def add(self, ids: Sequence[int], values: Sequence[str]) -> None: ...
     def remove(self, ids: Sequence[int]) -> None: ...
-    def search(self, value: str, radius: int) -> list[tuple[int, int]]: ...
+    def search(self, value: Any, radius: int) -> list[tuple[int, Any]]:
+        """(signal id, score) of every stored signal near `value`; the score's meaning is the
+        signal type's (a distance for hashes, shares of matched frames for video)."""
+
     def __len__(self) -> int: ...
 
 
@@ -86,7 +89,15 @@ class BruteForcePDQIndex:
         return len(self._ids)
 
 
+def make_pdq_index() -> SignalIndex:
+    return BruteForcePDQIndex()
+
+
 def make_index(index_kind: str) -> SignalIndex:
     if index_kind == "hamming":
-        return BruteForcePDQIndex()
+        return make_pdq_index()
+    if index_kind == "vpdq":
+        from prescreen.matching.video_index import VideoIndex
+
+        return VideoIndex()
     return ExactIndex()

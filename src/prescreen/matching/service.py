@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -38,6 +39,7 @@ class Match:
     threshold: int
     labels: list[str] = field(default_factory=list)
     source: str = "local"
+    detail: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str | None:
@@ -125,23 +127,24 @@ class Matcher:
         if not live_banks:
             return []
         max_radius = max(bank.pdq_threshold for bank in live_banks.values())
-        candidates: dict[int, tuple[str, int]] = {}
+        candidates: dict[int, tuple[str, Any]] = {}
         with self._lock:
             for signal_type, value in signals.items():
                 if signal_type not in self._indexes:
                     continue
-                for signal_id, distance in self._indexes[signal_type].search(value, max_radius):
-                    candidates[signal_id] = (signal_type, distance)
+                for signal_id, score in self._indexes[signal_type].search(value, max_radius):
+                    candidates[signal_id] = (signal_type, score)
         return self._resolve(session, candidates, live_banks, now)
 
     def _resolve(
         self,
         session: Session,
-        candidates: dict[int, tuple[str, int]],
+        candidates: dict[int, tuple[str, Any]],
         live_banks: dict[int, Bank],
         now: datetime,
     ) -> list[Match]:
         matches: dict[int, Match] = {}
+        types = all_types()
         ids = list(candidates)
         for start in range(0, len(ids), _FETCH_CHUNK):
             rows = session.execute(
@@ -153,10 +156,11 @@ class Matcher:
                 bank = live_banks.get(entry.bank_id)
                 if bank is None or not entry.is_active(now):
                     continue
-                signal_type, distance = candidates[signal_id]
-                threshold = bank.pdq_threshold if signal_type == "pdq" else 0
-                if distance > threshold:
+                signal_type, score = candidates[signal_id]
+                kind = types[signal_type]
+                if not kind.accepts(score, bank):
                     continue
+                distance = kind.score_distance(score)
                 if entry.id in matches and _strength(matches[entry.id]) <= _strength_of(
                     signal_type, distance
                 ):
@@ -167,7 +171,8 @@ class Matcher:
                     entry=entry.id,
                     signal_type=signal_type,
                     distance=distance,
-                    threshold=threshold,
+                    threshold=kind.threshold(bank),
+                    detail=kind.score_detail(score),
                     labels=list(entry.labels or bank.labels or []),
                     source=entry.source,
                 )

@@ -59,4 +59,5 @@ def _reason(match: Match, kind: str, action: Outcome) -> dict[str, Any]:
         "signal_type": match.signal_type,
         "distance": match.distance,
         "threshold": match.threshold,
+        **match.detail,
     }

@@ -50,7 +50,7 @@ class SignalType(ABC):
 
     name: ClassVar[str]
     kinds: ClassVar[frozenset[ContentKind]]
-    index_kind: ClassVar[Literal["exact", "hamming"]] = "exact"
+    index_kind: ClassVar[Literal["exact", "hamming", "vpdq"]] = "exact"
     default_threshold: ClassVar[int] = 0
 
     @abstractmethod
@@ -63,3 +63,19 @@ class SignalType(ABC):
 
     def distance(self, a: str, b: str) -> int:
         return 0 if a == b else 1
+
+    # How an index's score for this type is judged against a bank (duck-typed: any object with
+    # the bank's threshold attributes). Exact types score 0 for a hit; a type with a distance
+    # reads the bank's `<name>_threshold` (e.g. `pdq_threshold`).
+    def threshold(self, bank: Any) -> int:
+        return getattr(bank, f"{self.name}_threshold", 0)
+
+    def accepts(self, score: Any, bank: Any) -> bool:
+        return score <= self.threshold(bank)
+
+    def score_distance(self, score: Any) -> int:
+        return int(score)
+
+    def score_detail(self, score: Any) -> dict[str, Any]:
+        """Extra, type-specific facts about a match for its reasons (e.g. shares of frames)."""
+        return {}
