@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -32,7 +33,7 @@ from prescreen.screening.service import (
     submit_video,
     upload_kind,
 )
-from prescreen.signals.base import ContentKind, Upload
+from prescreen.signals.base import ContentKind
 
 router = APIRouter(prefix="/v1", tags=["screening"])
 M = TypeVar("M", bound=BaseModel)
@@ -124,19 +125,28 @@ def _validated(model: type[M], data: Any, raw_json: bytes | None = None) -> M:
         ) from exc
 
 
-async def _read_request(
-    request: Request, settings: Settings, hash_video_inline: bool
-) -> tuple[Hashed | Upload, Any]:
-    """Hash whatever the request carries (videos only if asked: they are slow); returns the
-    hashes, or the unhashed video upload, and the validated fields."""
+@dataclass
+class Submission:
+    """What a screening request carried: validated fields, the hashes (None for a video still
+    to be hashed), and the uploaded bytes when there was a file."""
+
+    fields: Any
+    hashed: Hashed | None
+    media: bytes | None = None
+    media_type: str | None = None
+    filename: str = ""
+
+
+async def _read_request(request: Request, settings: Settings, hash_video: bool) -> Submission:
+    """Hash whatever the request carries; videos only if `hash_video` (they are slow)."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "application/json":
         body = _validated(ScreenJSON, None, raw_json=await request.body())
         if body.text is not None:
-            return await run_in_threadpool(hash_text, body.text, settings), body
+            return Submission(body, await run_in_threadpool(hash_text, body.text, settings))
         if body.url is not None:
-            return await run_in_threadpool(hash_url, body.url, settings), body
-        return hash_given(body.hashes or {}), body
+            return Submission(body, await run_in_threadpool(hash_url, body.url, settings))
+        return Submission(body, hash_given(body.hashes or {}))
     if media_type == "multipart/form-data":
         form = await request.form(max_files=1, max_fields=16)
         upload = form.get("file")
@@ -145,12 +155,12 @@ async def _read_request(
         fields = _validated(UploadFields, {k: v for k, v in form.items() if k != "file"})
         data = await upload.read()
         kind = upload_kind(data, settings, upload.filename, upload.content_type)
-        if kind is ContentKind.video and not hash_video_inline:
-            return Upload(kind, data=data, text=upload.filename or "video"), fields
-        hashed = await run_in_threadpool(
-            hash_bytes, data, settings, upload.filename, upload.content_type
-        )
-        return hashed, fields
+        hashed = None
+        if kind is not ContentKind.video or hash_video:
+            hashed = await run_in_threadpool(
+                hash_bytes, data, settings, upload.filename, upload.content_type
+            )
+        return Submission(fields, hashed, data, upload.content_type, upload.filename or "")
     raise UnsupportedMedia(
         "send application/json (text, url or hashes) or multipart/form-data (a file)",
         content_type=media_type,
@@ -176,20 +186,23 @@ async def screen_content(
     matcher: Matcher = Depends(get_matcher),
     settings: Settings = Depends(get_settings),
 ) -> dict | JSONResponse:
-    hashed, fields = await _read_request(request, settings, hash_video_inline=False)
+    submission = await _read_request(request, settings, hash_video=False)
+    fields = submission.fields
     metadata = dict(fields.metadata)
     metadata.update({k: getattr(fields, k) for k in ("surface", "locale") if getattr(fields, k)})
     screen_request = ScreenRequest(
-        hashed=hashed if isinstance(hashed, Hashed) else None,
+        hashed=submission.hashed,
         content_id=fields.content_id,
         user_id=fields.user_id,
         metadata=metadata,
         submitted_by=actor.label,
         owner_key_id=actor.key_id,
+        media=submission.media,
+        media_type=submission.media_type,
     )
-    if isinstance(hashed, Upload):
+    if submission.hashed is None:
         queued = await run_in_threadpool(
-            submit_video, db, screen_request, hashed.data or b"", hashed.text or ""
+            submit_video, db, screen_request, submission.media or b"", submission.filename
         )
         if "decision" in queued:
             return queued["decision"]
@@ -211,8 +224,8 @@ async def hash_content(
     _actor: Actor = Depends(require(*SCREENERS)),
     settings: Settings = Depends(get_settings),
 ) -> dict:
-    hashed, _fields = await _read_request(request, settings, hash_video_inline=True)
-    assert isinstance(hashed, Hashed)
+    hashed = (await _read_request(request, settings, hash_video=True)).hashed
+    assert hashed is not None
     return {"content_type": hashed.kind.value, "signals": hashed.signals}
 
 

@@ -22,6 +22,7 @@ class Content(Base):
     signals: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
     submitted_by: Mapped[str] = mapped_column(String(64), default="")
+    owner_key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
     decisions: Mapped[list[Decision]] = relationship(back_populates="content")

@@ -26,11 +26,17 @@ class Verdict:
     reasons: list[dict[str, Any]]
 
 
-def decide(matches: list[Match], pdq_quality: int | None, min_pdq_quality: int) -> Verdict:
+def decide(
+    matches: list[Match],
+    pdq_quality: int | None,
+    min_pdq_quality: int,
+    uploader_reasons: list[dict[str, Any]] | None = None,
+) -> Verdict:
     """An allow-list match wins over everything; otherwise the strictest bank action wins.
 
     A PDQ match on a low-quality image (flat, tiny, mostly blank) is weak evidence, so it can
-    hold for review but never block by itself.
+    hold for review but never block by itself. Reasons about the uploader (e.g. a repeat
+    offender) hold what would otherwise be allowed.
     """
     allow = [m for m in matches if m.bank_kind == "allow"]
     if allow:
@@ -45,6 +51,10 @@ def decide(matches: list[Match], pdq_quality: int | None, min_pdq_quality: int) 
         reasons.append(_reason(match, kind, action))
         if SEVERITY[action] > SEVERITY[outcome]:
             outcome = action
+    for reason in uploader_reasons or []:
+        reasons.append({**reason, "action": Outcome.hold.value})
+        if outcome is Outcome.allow:
+            outcome = Outcome.hold
     return Verdict(outcome, reasons or [{"kind": "no_match"}])
 
 

@@ -33,6 +33,7 @@ from prescreen.jobs.service import (
     take_blob,
 )
 from prescreen.matching.service import Matcher
+from prescreen.screening.hooks import Screened, announce, check_uploader
 from prescreen.screening.models import Content, Decision
 from prescreen.screening.policy import POLICY_VERSION, Outcome, decide
 from prescreen.signals.base import ContentKind, Upload
@@ -133,6 +134,8 @@ class ScreenRequest:
     metadata: dict[str, Any] = field(default_factory=dict)
     submitted_by: str = ""
     owner_key_id: str | None = None
+    media: bytes | None = None  # the upload's bytes, for listeners that must keep them (review)
+    media_type: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """Everything but the content, for a job that hashes the content later."""
@@ -175,7 +178,12 @@ def _screen_once(
                 )
             return decision_to_dict(_latest_decision(session, stored), stored)
     matches = matcher.lookup(session, hashed.matchable)
-    verdict = decide(matches, hashed.signals.get("pdq_quality"), settings.min_pdq_quality)
+    verdict = decide(
+        matches,
+        hashed.signals.get("pdq_quality"),
+        settings.min_pdq_quality,
+        uploader_reasons=check_uploader(session, request.user_id),
+    )
     content = Content(
         id=str(uuid.uuid4()),
         content_id=request.content_id,
@@ -185,6 +193,7 @@ def _screen_once(
         signals=hashed.signals,
         meta=request.metadata,
         submitted_by=request.submitted_by,
+        owner_key_id=request.owner_key_id,
     )
     decision = Decision(
         id=str(uuid.uuid4()),
@@ -199,6 +208,7 @@ def _screen_once(
     )
     session.add_all([content, decision])
     session.flush()
+    announce(session, Screened(content, decision, request.media, request.media_type))
     DECISIONS.labels(decision.outcome).inc()
     log.info(
         "screened",
@@ -260,6 +270,9 @@ def screen_video_job(ctx: JobContext) -> dict[str, Any]:
         user_id=payload.get("user_id"),
         metadata=payload.get("metadata") or {},
         submitted_by=payload.get("submitted_by", ""),
+        owner_key_id=payload.get("owner_key_id"),
+        media=data,
+        media_type="video/mp4",
     )
     decision = _screen_once(ctx.session, matcher, settings, request)
     notify(ctx.session, payload.get("owner_key_id"), "decision", decision)
