@@ -43,7 +43,7 @@ def test_hash_prints_one_json_object_per_file(cli, tmp_path) -> None:
     rows = _lines(cli("hash", str(image), str(text)))
     assert [r["content_type"] for r in rows] == ["photo", "text"]
     assert rows[0]["path"] == str(image)
-    assert set(rows[0]["signals"]) == {"pdq", "pdq_quality", "md5", "sha256"}
+    assert set(rows[0]["signals"]) >= {"pdq", "pdq_quality", "md5", "sha256"}
     assert len(rows[0]["signals"]["pdq"]) == 64
     assert set(rows[1]["signals"]) == {"text"}
 

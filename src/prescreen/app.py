@@ -9,6 +9,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -22,6 +23,10 @@ from prescreen.jobs.api import router as jobs_router
 from prescreen.jobs.service import Worker
 from prescreen.matching.api import router as matching_router
 from prescreen.matching.service import Matcher
+from prescreen.review.api import integrations as review_integrations_router
+from prescreen.review.api import router as review_router
+from prescreen.review.ui import STATIC_DIR as REVIEW_STATIC_DIR
+from prescreen.review.ui import router as review_ui_router
 from prescreen.screening.api import router as screening_router
 from prescreen.webhooks.api import router as webhooks_router
 
@@ -37,7 +42,7 @@ Errors are JSON: `{"error": {"code": ..., "message": ..., "detail": ...}}`.
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
     db = db or Database(settings.database_url)
-    matcher = Matcher()
+    matcher = Matcher(snapshot_dir=settings.data_dir / "index")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -60,6 +65,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         yield
         for worker in workers:
             worker.stop()
+        await run_in_threadpool(matcher.save_snapshot)
 
     app = FastAPI(
         title="prescreen",
@@ -71,6 +77,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     http.install(app, settings.max_upload_bytes)
     for router in (screening_router, matching_router, banks_router, jobs_router, webhooks_router):
         app.include_router(router)
+    for router in (review_router, review_integrations_router, review_ui_router):
+        app.include_router(router)
+    app.mount("/ui/static", StaticFiles(directory=REVIEW_STATIC_DIR), name="ui-static")
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     def healthz() -> dict:

@@ -34,7 +34,7 @@ def database() -> Database:
 
 @cache
 def matcher() -> Matcher:
-    m = Matcher()
+    m = Matcher(snapshot_dir=settings().data_dir / "index")
     with database().session() as session:
         m.rebuild(session)
     return m

@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from prescreen.matching.pdq_index import PDQIndex, hex_to_words
+
 
 class SignalIndex(Protocol):
     def add(self, ids: Sequence[int], values: Sequence[str]) -> None: ...
@@ -52,45 +54,30 @@ class ExactIndex:
         return len(self._value_by_id)
 
 
-def hex_to_words(values: Sequence[str]) -> np.ndarray:
-    """64-hex PDQ strings -> (n, 4) uint64, word 0 holding the first 16 hex digits."""
-    raw = bytes.fromhex("".join(values))
-    return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(-1, 4)
+class PDQHashIndex:
+    """PDQ hashes by signal id, searched exactly by multi-index hashing (see pdq_index.py)."""
 
-
-class BruteForcePDQIndex:
-    """Exact Hamming range search by scanning every code with numpy."""
-
-    def __init__(self) -> None:
-        self._words = np.zeros((0, 4), dtype=np.uint64)
-        self._ids = np.zeros(0, dtype=np.int64)
+    def __init__(self, index: PDQIndex | None = None) -> None:
+        self.index = index or PDQIndex()
 
     def add(self, ids: Sequence[int], values: Sequence[str]) -> None:
-        if not len(ids):
-            return
-        self.remove(ids)
-        self._words = np.concatenate([self._words, hex_to_words(values)])
-        self._ids = np.concatenate([self._ids, np.asarray(ids, dtype=np.int64)])
+        if len(ids):
+            self.index.add(hex_to_words(values), np.asarray(ids, dtype=np.int64))
 
     def remove(self, ids: Sequence[int]) -> None:
-        keep = ~np.isin(self._ids, np.asarray(ids, dtype=np.int64))
-        if not keep.all():
-            self._words, self._ids = self._words[keep], self._ids[keep]
+        if len(ids):
+            self.index.remove(np.asarray(ids, dtype=np.int64))
 
     def search(self, value: str, radius: int) -> list[tuple[int, int]]:
-        if not len(self._ids):
-            return []
-        xor = np.bitwise_xor(self._words, hex_to_words([value])[0])
-        distances = np.bitwise_count(xor).sum(axis=1)
-        hits = np.flatnonzero(distances <= radius)
-        return [(int(self._ids[i]), int(distances[i])) for i in hits]
+        ids, distances = self.index.search(value, radius)
+        return list(zip(ids.tolist(), distances.tolist(), strict=True))
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self.index)
 
 
-def make_pdq_index() -> SignalIndex:
-    return BruteForcePDQIndex()
+def make_pdq_index() -> PDQHashIndex:
+    return PDQHashIndex()
 
 
 def make_index(index_kind: str) -> SignalIndex:

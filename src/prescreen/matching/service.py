@@ -7,11 +7,13 @@ by all of them without reloading whole indexes.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -20,11 +22,13 @@ from sqlalchemy.orm import Session
 from prescreen.banks.models import Bank, BankEntry, EntrySignal, SignalChange
 from prescreen.core.db import utcnow
 from prescreen.core.errors import NotFound
-from prescreen.matching.index import SignalIndex, make_index
+from prescreen.matching.index import PDQHashIndex, SignalIndex, make_index
+from prescreen.matching.pdq_index import PDQIndex
 from prescreen.signals.registry import all_types
 
 log = logging.getLogger(__name__)
 _FETCH_CHUNK = 500
+PDQ = "pdq"
 
 
 @dataclass(frozen=True)
@@ -50,13 +54,19 @@ class Match:
 
 
 class Matcher:
-    """Indexes for every registered signal type; thread-safe."""
+    """Indexes for every registered signal type; thread-safe.
 
-    def __init__(self) -> None:
+    With a `snapshot_dir`, the PDQ index (the one that is slow to rebuild) is saved there with
+    the change-feed position it reflects; a later start loads it memory-mapped and applies only
+    the changes since, instead of re-reading every hash.
+    """
+
+    def __init__(self, snapshot_dir: Path | None = None) -> None:
         self._lock = threading.RLock()
         self._indexes: dict[str, SignalIndex] = {}
         self._cursor = 0
         self.loaded = False
+        self.snapshot_dir = snapshot_dir
 
     def _index(self, signal_type: str) -> SignalIndex:
         if signal_type not in self._indexes:
@@ -66,23 +76,70 @@ class Matcher:
         return self._indexes[signal_type]
 
     def rebuild(self, session: Session) -> None:
-        """Load every stored signal; the feed position is read first so nothing is missed."""
+        """Load every stored signal (the PDQ index from its snapshot when that is current);
+        the feed position is read first so nothing is missed."""
         with self._lock:
             cursor = session.scalar(select(func.max(SignalChange.id))) or 0
+            snapshot = self._load_snapshot(cursor)
             self._indexes = {}
-            rows = session.execute(
-                select(EntrySignal.id, EntrySignal.signal_type, EntrySignal.value)
-            ).all()
+            query = select(EntrySignal.id, EntrySignal.signal_type, EntrySignal.value)
+            if snapshot is not None:
+                query = query.where(EntrySignal.signal_type != PDQ)
             by_type: dict[str, tuple[list[int], list[str]]] = {}
-            for signal_id, signal_type, value in rows:
+            count = 0
+            for signal_id, signal_type, value in session.execute(query).yield_per(100_000):
                 ids, values = by_type.setdefault(signal_type, ([], []))
                 ids.append(signal_id)
                 values.append(value)
+                count += 1
             for signal_type, (ids, values) in by_type.items():
                 self._index(signal_type).add(ids, values)
-            self._cursor = cursor
             self.loaded = True
-            log.info("indexes rebuilt", extra={"signals": len(rows), "cursor": cursor})
+            if snapshot is not None:
+                self._indexes[PDQ], self._cursor = snapshot
+                applied = self.sync(session)
+                log.info(
+                    "indexes loaded", extra={"snapshot_cursor": snapshot[1], "applied": applied}
+                )
+                return
+            self._cursor = cursor
+            log.info("indexes rebuilt", extra={"signals": count, "cursor": cursor})
+        self.save_snapshot()
+
+    def _load_snapshot(self, db_cursor: int) -> tuple[PDQHashIndex, int] | None:
+        """The saved PDQ index and its feed position, unless missing, unreadable or from
+        another database (a position the feed has not reached)."""
+        if self.snapshot_dir is None or not (self.snapshot_dir / "pdq.json").is_file():
+            return None
+        try:
+            cursor = json.loads((self.snapshot_dir / "pdq.json").read_text())["cursor"]
+            if not isinstance(cursor, int) or cursor > db_cursor:
+                log.warning("index snapshot is stale; rebuilding", extra={"cursor": cursor})
+                return None
+            return PDQHashIndex(PDQIndex.load(self.snapshot_dir / "pdq")), cursor
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("index snapshot unreadable; rebuilding", extra={"error": str(exc)})
+            return None
+
+    def save_snapshot(self) -> bool:
+        """Save the PDQ index with the feed position it reflects (atomic per file)."""
+        if self.snapshot_dir is None:
+            return False
+        with self._lock:
+            index, cursor = self._indexes.get(PDQ), self._cursor
+            if not isinstance(index, PDQHashIndex):
+                return False
+            try:
+                self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+                index.index.save(self.snapshot_dir / "pdq")
+                marker = self.snapshot_dir / "pdq.json.tmp"
+                marker.write_text(json.dumps({"cursor": cursor, "signals": len(index)}))
+                marker.replace(self.snapshot_dir / "pdq.json")
+            except OSError as exc:
+                log.warning("could not save the index snapshot", extra={"error": str(exc)})
+                return False
+        log.info("index snapshot saved", extra={"cursor": cursor, "signals": len(index)})
+        return True
 
     def sync(self, session: Session) -> int:
         """Apply changes recorded since the last sync; returns how many were applied."""
