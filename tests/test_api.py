@@ -278,3 +278,21 @@ def test_patch_with_null_fields_leaves_them_unchanged(client, auth) -> None:
     )
     assert response.status_code == 200, response.text
     assert response.json()["labels"] == ["hate"] and response.json()["kind"] == "block"
+
+
+def test_text_classifier_scores_and_model_version_are_in_the_reasons(client, auth) -> None:
+    held = client.post(
+        "/v1/screen",
+        json={"text": "Join us, brothers, the day is coming"},
+        headers=auth("integrator"),
+    ).json()
+    assert held["decision"] == "hold"  # by default a classifier alone holds, never blocks
+    terrorism = next(r for r in held["reasons"] if r.get("head") == "terrorism")
+    assert terrorism["kind"] == "classifier" and terrorism["action"] == "hold"
+    assert terrorism["model_version"].startswith("prescreen-text-")
+    calm = client.post(
+        "/v1/screen", json={"text": "hello world"}, headers=auth("integrator")
+    ).json()
+    assert calm["decision"] == "allow"
+    assert {r["head"] for r in calm["reasons"]} == {"terrorism", "hate"}
+    assert all(0 <= r["score"] <= 1 for r in calm["reasons"])

@@ -2,7 +2,7 @@
 
 Measured distances from bridge-1-original at threshold 31 are recorded in docs/matching.md:
 every bridge-mods edit is 0-16 bits away (blocked); the 7 rotations and mirrors are 106-128 bits
-away (allowed for now: searching the dihedral variants comes with the fast image path).
+away with plain PDQ and are caught through the upload's rotation/mirror variants.
 """
 
 from __future__ import annotations
@@ -65,13 +65,21 @@ def test_every_bridge_edit_is_blocked(client, auth, bridge_bank) -> None:
 
 
 @needs_pdq_data()
-def test_rotations_and_mirrors_fall_outside_plain_pdq_threshold(client, auth, bridge_bank) -> None:
+def test_rotations_and_mirrors_are_caught_through_their_variants(client, auth, bridge_bank) -> None:
     variants = sorted((DATA / "reg-test-input/dih").glob("bridge-[2-8]-*.jpg"))
     assert len(variants) == 7
     for path in variants:
         result = _screen(client, auth, path)
-        assert result["decision"] == "allow", path.name
-        assert result["matches"] == []
+        assert result["decision"] == "block", path.name
+        (reason,) = result["reasons"]
+        assert reason["query_variant"] != "original" and reason["distance"] <= 31
+
+
+@needs_pdq_data()
+def test_a_bank_can_turn_rotation_matching_off(client, auth, bridge_bank) -> None:
+    client.patch("/v1/banks/bridge", json={"match_dihedral": False}, headers=auth("lead"))
+    rotated = _screen(client, auth, DATA / "reg-test-input/dih/bridge-2-rotate-90.jpg")
+    assert rotated["decision"] == "allow"
 
 
 @needs_pdq_data()

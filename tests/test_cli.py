@@ -45,7 +45,7 @@ def test_hash_prints_one_json_object_per_file(cli, tmp_path) -> None:
     assert rows[0]["path"] == str(image)
     assert set(rows[0]["signals"]) >= {"pdq", "pdq_quality", "md5", "sha256"}
     assert len(rows[0]["signals"]["pdq"]) == 64
-    assert set(rows[1]["signals"]) == {"text"}
+    assert set(rows[1]["signals"]) >= {"text"}
 
 
 def test_hash_reports_bad_files_and_keeps_going(cli, tmp_path) -> None:

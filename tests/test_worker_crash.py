@@ -26,7 +26,7 @@ def _worker(env) -> subprocess.Popen:
 
 
 def _job(db, job_id) -> Job:
-    with db.session() as session:
+    with db.session(readonly=True) as session:
         job = session.get(Job, job_id)
         session.expunge(job)
         return job

@@ -14,13 +14,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from prescreen import __version__
+from prescreen.audit.api import router as audit_router
 from prescreen.banks.api import router as banks_router
 from prescreen.core import http
 from prescreen.core.config import Settings, get_settings
 from prescreen.core.db import Database
 from prescreen.core.logging import configure_logging
+from prescreen.franking.api import router as franking_router
 from prescreen.jobs.api import router as jobs_router
 from prescreen.jobs.service import Worker
+from prescreen.legal.api import router as legal_router
 from prescreen.matching.api import router as matching_router
 from prescreen.matching.service import Matcher
 from prescreen.review.api import integrations as review_integrations_router
@@ -79,6 +82,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         app.include_router(router)
     for router in (review_router, review_integrations_router, review_ui_router):
         app.include_router(router)
+    app.include_router(franking_router)
+    app.include_router(audit_router)
+    app.include_router(legal_router)
     app.mount("/ui/static", StaticFiles(directory=REVIEW_STATIC_DIR), name="ui-static")
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")

@@ -7,10 +7,15 @@ from typing import Annotated
 
 import typer
 
+from prescreen.audit.cli import app as audit_app
 from prescreen.banks.cli import app as bank_app
+from prescreen.classify.cli import app as classify_app
 from prescreen.core.auth import Role, create_api_key, revoke_api_key
 from prescreen.core.cli_context import database, emit, err_console, fail, matcher, settings
 from prescreen.core.errors import PrescreenError
+from prescreen.franking.cli import app as franking_app
+from prescreen.legal.cli import app as legal_app
+from prescreen.review.cli import app as user_app
 from prescreen.screening.cli import hash_command, scan_command, screen_command
 
 app = typer.Typer(
@@ -21,8 +26,13 @@ app = typer.Typer(
 apikey_app = typer.Typer(help="Create and revoke API keys.")
 db_app = typer.Typer(help="Database schema.")
 app.add_typer(bank_app, name="bank")
+app.add_typer(classify_app, name="classify")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(db_app, name="db")
+app.add_typer(franking_app, name="franking")
+app.add_typer(user_app, name="user")
+app.add_typer(audit_app, name="audit")
+app.add_typer(legal_app, name="legal")
 app.command("hash")(hash_command)
 app.command("screen")(screen_command)
 app.command("scan")(scan_command)

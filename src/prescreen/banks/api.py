@@ -41,6 +41,10 @@ class BankCreate(BaseModel):
     pdq_threshold: int = Field(31, ge=0, le=256)
     vpdq_query_match_pct: float = Field(80.0, ge=0, le=100, description="Share of upload frames")
     vpdq_bank_match_pct: float = Field(0.0, ge=0, le=100, description="Share of bank frames")
+    match_dihedral: bool = Field(True, description="Also match rotated and mirrored copies")
+    match_trimmed: bool = Field(True, description="Also match copies with borders added")
+    match_crops: bool = Field(True, description="Also match moderately cropped copies")
+    text_near_threshold: float = Field(0.8, ge=0.5, le=1, description="Near-duplicate text")
     enabled: bool = True
     shared: bool = False
 
@@ -54,6 +58,10 @@ class BankUpdate(BaseModel):
     pdq_threshold: int | None = Field(None, ge=0, le=256)
     vpdq_query_match_pct: float | None = Field(None, ge=0, le=100)
     vpdq_bank_match_pct: float | None = Field(None, ge=0, le=100)
+    match_dihedral: bool | None = None
+    match_trimmed: bool | None = None
+    match_crops: bool | None = None
+    text_near_threshold: float | None = Field(None, ge=0.5, le=1)
     enabled: bool | None = None
     shared: bool | None = None
 
@@ -202,7 +210,7 @@ async def add_content(
         raise InvalidInput(f"note {exc}") from exc
     data = await upload.read()
     hashed = await run_in_threadpool(
-        hash_bytes, data, settings, upload.filename, upload.content_type
+        hash_bytes, data, settings, upload.filename, upload.content_type, True
     )
 
     def store() -> dict:

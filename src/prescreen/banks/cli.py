@@ -78,7 +78,9 @@ def add(
     if not (files or text or url or signal):
         fail("give files, --text, --url or --signal to add", code=2)
     cfg, failures, new = settings(), 0, []
-    items = [(str(p), lambda p=p: hash_bytes(p.read_bytes(), cfg, p.name)) for p in files]
+    items = [
+        (str(p), lambda p=p: hash_bytes(p.read_bytes(), cfg, p.name, for_bank=True)) for p in files
+    ]
     items += [(t[:40], lambda t=t: hash_text(t, cfg)) for t in text]
     items += [(u, lambda u=u: hash_url(u, cfg)) for u in url]
     for source, compute in items:

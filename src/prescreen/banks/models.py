@@ -37,6 +37,13 @@ class Bank(Base):
     # frames, and this share of the bank video's frames match the upload's (Meta's vPDQ rule).
     vpdq_query_match_pct: Mapped[float] = mapped_column(Float, default=80.0)
     vpdq_bank_match_pct: Mapped[float] = mapped_column(Float, default=0.0)
+    # Evasion resistance for images (see docs/matching.md): search the 8 rotations/mirrors of
+    # an upload, its border-trimmed hash, and the centred crops stored with each bank image.
+    match_dihedral: Mapped[bool] = mapped_column(Boolean, default=True)
+    match_trimmed: Mapped[bool] = mapped_column(Boolean, default=True)
+    match_crops: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Near-duplicate texts match at this estimated Jaccard similarity of their shingles or more.
+    text_near_threshold: Mapped[float] = mapped_column(Float, default=0.8)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
     source: Mapped[str] = mapped_column(String(256), default="local")
@@ -86,6 +93,8 @@ class EntrySignal(Base):
     )
     signal_type: Mapped[str] = mapped_column(String(32))
     value: Mapped[str] = mapped_column(Text)
+    # "original", or how this extra hash was made from the bank item ("trimmed", "crop90", ...).
+    variant: Mapped[str] = mapped_column(String(32), default="original")
 
     entry: Mapped[BankEntry] = relationship(back_populates="signals")
 

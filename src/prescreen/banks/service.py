@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, selectinload
 
+from prescreen.audit.service import record as audit_record
 from prescreen.banks.models import Bank, BankEntry, BankKind, EntrySignal, SignalChange
 from prescreen.core.db import utcnow
 from prescreen.core.errors import Conflict, InvalidInput, NotFound
@@ -22,6 +23,7 @@ from prescreen.signals.registry import all_types, normalize_signals
 
 BANK_NAME = re.compile(BANK_NAME_PATTERN)
 LABEL = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
+VARIANT = re.compile(r"^[a-z0-9_]{1,32}$")
 NDJSON_FORMAT = "prescreen-bank/1"
 _BULK = 5000
 BANK_FIELDS = (
@@ -31,6 +33,10 @@ BANK_FIELDS = (
     "pdq_threshold",
     "vpdq_query_match_pct",
     "vpdq_bank_match_pct",
+    "match_dihedral",
+    "match_trimmed",
+    "match_crops",
+    "text_near_threshold",
     "enabled",
     "shared",
 )
@@ -64,6 +70,11 @@ def _validate_bank_fields(fields: dict[str, Any]) -> dict[str, Any]:
     threshold = fields.get("pdq_threshold")
     if threshold is not None and not (isinstance(threshold, int) and 0 <= threshold <= 256):
         raise InvalidInput("pdq_threshold must be an integer from 0 to 256")
+    similarity = fields.get("text_near_threshold")
+    if similarity is not None and not (
+        isinstance(similarity, int | float) and 0.5 <= similarity <= 1
+    ):
+        raise InvalidInput("text_near_threshold must be a similarity from 0.5 to 1")
     for share in ("vpdq_query_match_pct", "vpdq_bank_match_pct"):
         value = fields.get(share)
         if value is not None and not (isinstance(value, int | float) and 0 <= value <= 100):
@@ -71,7 +82,7 @@ def _validate_bank_fields(fields: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def create_bank(session: Session, name: str, **fields: Any) -> Bank:
+def create_bank(session: Session, name: str, *, actor: str = "system", **fields: Any) -> Bank:
     if not BANK_NAME.match(name):
         raise InvalidInput(
             "bank names start with a letter or digit and use letters, digits, _ . - "
@@ -83,6 +94,7 @@ def create_bank(session: Session, name: str, **fields: Any) -> Bank:
     bank = Bank(name=name, **_validate_bank_fields(fields))
     session.add(bank)
     session.flush()
+    audit_record(session, actor, "bank.create", f"bank:{name}", {"settings": fields})
     return bank
 
 
@@ -102,20 +114,23 @@ def list_banks(session: Session) -> list[tuple[Bank, int]]:
     ]
 
 
-def update_bank(session: Session, name: str, **fields: Any) -> Bank:
+def update_bank(session: Session, name: str, *, actor: str = "system", **fields: Any) -> Bank:
     bank = get_bank(session, name)
-    for key, value in _validate_bank_fields(fields).items():
+    changes = _validate_bank_fields(fields)
+    for key, value in changes.items():
         setattr(bank, key, value)
     session.flush()
+    audit_record(session, actor, "bank.update", f"bank:{name}", {"changes": changes})
     return bank
 
 
-def delete_bank(session: Session, name: str) -> None:
+def delete_bank(session: Session, name: str, actor: str = "system") -> None:
     bank = get_bank(session, name)
     signals = session.scalars(
         select(EntrySignal).join(BankEntry).where(BankEntry.bank_id == bank.id)
     ).all()
     _record_changes(session, signals, "remove")
+    audit_record(session, actor, "bank.delete", f"bank:{name}", {"signals": len(signals)})
     session.delete(bank)
     session.flush()
 
@@ -131,10 +146,22 @@ class NewEntry:
     content_type: str | None = None
     enabled: bool = True
     disabled_until: datetime | None = None
+    # Extra hashes of the same item, by signal type and variant name (e.g. pdq "crop90").
+    variants: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def signal_rows(self) -> Iterator[tuple[str, str, str]]:
+        """(type, variant, value) of every hash to store, originals first."""
+        for signal_type, value in self.signals.items():
+            yield signal_type, "original", value
+        for signal_type, by_name in self.variants.items():
+            for variant, value in by_name.items():
+                yield signal_type, variant, value
 
     @classmethod
     def validated(cls, signals: dict[str, Any], **kwargs: Any) -> NewEntry:
+        """Validate signals (and `<type>_variants`, as hashing a bank item produces them)."""
         matchable = {k: v for k, v in signals.items() if k in all_types()}
+        kwargs["variants"] = _variants(signals, kwargs.pop("variants", None))
         if not matchable:
             raise InvalidInput(
                 "an entry needs at least one signal of a known type",
@@ -149,6 +176,26 @@ class NewEntry:
         if kind is not None and kind not in {k.value for k in ContentKind}:
             raise InvalidInput(f"unknown content_type {kind!r}")
         return cls(signals=normalize_signals(matchable), **kwargs)
+
+
+def _variants(signals: dict[str, Any], given: Any) -> dict[str, dict[str, str]]:
+    """`{"pdq": {"crop90": hex}}` from `given` or from `pdq_variants` ({name: [hex, quality]})."""
+    raw: dict[str, Any] = dict(given or {})
+    for name, value in signals.items():
+        if name.endswith("_variants") and name.removesuffix("_variants") in all_types():
+            raw[name.removesuffix("_variants")] = value
+    variants: dict[str, dict[str, str]] = {}
+    for signal_type, by_name in raw.items():
+        if signal_type not in all_types() or not isinstance(by_name, dict):
+            raise InvalidInput('"variants" maps a signal type to {variant name: value}')
+        kind = all_types()[signal_type]
+        variants[signal_type] = {}
+        for variant, value in list(by_name.items())[:32]:
+            if not (isinstance(variant, str) and VARIANT.match(variant)):
+                raise InvalidInput(f"bad variant name {str(variant)[:40]!r}")
+            hash_value = value[0] if isinstance(value, list | tuple) and value else value
+            variants[signal_type][variant] = kind.normalize(hash_value)
+    return variants
 
 
 def _clean(field_name: str, value: Any) -> str:
@@ -175,9 +222,9 @@ def add_entries(
             [_entry_row(bank, new, added_by, now) for new in chunk],
         ).all()
         signal_rows = [
-            {"entry_id": entry_id, "signal_type": signal_type, "value": value}
+            {"entry_id": entry_id, "signal_type": signal_type, "value": value, "variant": variant}
             for entry_id, new in zip(ids, chunk, strict=True)
-            for signal_type, value in new.signals.items()
+            for signal_type, variant, value in new.signal_rows()
         ]
         signal_ids = session.scalars(
             insert(EntrySignal).returning(EntrySignal.id, sort_by_parameter_order=True),
@@ -191,6 +238,14 @@ def add_entries(
             ],
         )
         entry_ids.extend(ids)
+    if entry_ids:
+        audit_record(
+            session,
+            added_by,
+            "bank.entries.add",
+            f"bank:{bank.name}",
+            {"entries": len(entry_ids), "first": entry_ids[0], "last": entry_ids[-1]},
+        )
     if not return_rows:
         return []
     rows = session.scalars(
@@ -255,6 +310,7 @@ def set_entry_state(
     disabled_until: datetime | None = None,
     labels: list[str] | None = None,
     note: str | None = None,
+    actor: str = "system",
 ) -> BankEntry:
     """Enable or disable an entry (a disable may lapse at `disabled_until`); relabel; annotate."""
     if disabled_until is not None and disabled_until.tzinfo is None:
@@ -269,11 +325,20 @@ def set_entry_state(
     if note is not None:
         entry.note = note
     session.flush()
+    changes = {"enabled": enabled, "disabled_until": disabled_until, "labels": labels, "note": note}
+    audit_record(
+        session,
+        actor,
+        "bank.entry.update",
+        f"bank_entry:{entry.id}",
+        {k: v for k, v in changes.items() if v is not None},
+    )
     return entry
 
 
-def delete_entry(session: Session, entry: BankEntry) -> None:
+def delete_entry(session: Session, entry: BankEntry, actor: str = "system") -> None:
     _record_changes(session, entry.signals, "remove")
+    audit_record(session, actor, "bank.entry.delete", f"bank_entry:{entry.id}", {})
     session.delete(entry)
     session.flush()
 
@@ -286,7 +351,8 @@ def entry_to_dict(entry: BankEntry, bank_name: str) -> dict[str, Any]:
         "enabled": entry.enabled,
         "disabled_until": entry.disabled_until.isoformat() if entry.disabled_until else None,
         "content_type": entry.content_type,
-        "signals": {s.signal_type: s.value for s in entry.signals},
+        "signals": {s.signal_type: s.value for s in entry.signals if s.variant == "original"},
+        "variants": _variants_of(entry),
         "provenance": {
             "added_by": entry.added_by,
             "source": entry.source,
@@ -294,6 +360,14 @@ def entry_to_dict(entry: BankEntry, bank_name: str) -> dict[str, Any]:
             "created_at": entry.created_at.isoformat(),
         },
     }
+
+
+def _variants_of(entry: BankEntry) -> dict[str, dict[str, str]]:
+    variants: dict[str, dict[str, str]] = {}
+    for s in entry.signals:
+        if s.variant != "original":
+            variants.setdefault(s.signal_type, {})[s.variant] = s.value
+    return variants
 
 
 def bank_to_dict(bank: Bank, entry_count: int | None = None) -> dict[str, Any]:
@@ -305,6 +379,10 @@ def bank_to_dict(bank: Bank, entry_count: int | None = None) -> dict[str, Any]:
         "pdq_threshold": bank.pdq_threshold,
         "vpdq_query_match_pct": bank.vpdq_query_match_pct,
         "vpdq_bank_match_pct": bank.vpdq_bank_match_pct,
+        "match_dihedral": bank.match_dihedral,
+        "match_trimmed": bank.match_trimmed,
+        "match_crops": bank.match_crops,
+        "text_near_threshold": bank.text_near_threshold,
         "enabled": bank.enabled,
         "shared": bank.shared,
         "source": bank.source,
@@ -320,6 +398,7 @@ def bank_to_dict(bank: Bank, entry_count: int | None = None) -> dict[str, Any]:
 
 ENTRY_KEYS = {
     "signals",
+    "variants",
     "labels",
     "note",
     "enabled",
@@ -367,6 +446,7 @@ def parse_ndjson_entry(line: str, source: str) -> NewEntry | None:
         content_type=record.get("content_type"),
         enabled=bool(record.get("enabled", True)),
         disabled_until=_parse_time(disabled_until) if disabled_until else None,
+        variants=record.get("variants"),
     )
 
 
@@ -415,6 +495,13 @@ def import_lines(
         )
     add_entries(session, bank, valid, added_by, return_rows=False)
     report.added, report.skipped = len(valid), len(report.errors)
+    audit_record(
+        session,
+        added_by,
+        "bank.import",
+        f"bank:{bank.name}",
+        {"added": report.added, "skipped": report.skipped, "source": source},
+    )
     return report
 
 

@@ -57,7 +57,9 @@ def _hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_api_key(session: Session, role: Role | str, name: str = "") -> tuple[ApiKey, str]:
+def create_api_key(
+    session: Session, role: Role | str, name: str = "", actor: str = "cli"
+) -> tuple[ApiKey, str]:
     """Create a key; returns the row and the full key, which is never retrievable again."""
     try:
         role = Role(role)
@@ -67,6 +69,9 @@ def create_api_key(session: Session, role: Role | str, name: str = "") -> tuple[
     row = ApiKey(key_id=key_id, secret_hash=_hash_secret(secret), name=name, role=role.value)
     session.add(row)
     session.flush()
+    from prescreen.audit.service import record
+
+    record(session, actor, "apikey.create", f"apikey:{key_id}", {"role": role.value, "name": name})
     return row, f"{KEY_PREFIX}_{key_id}_{secret}"
 
 
@@ -96,9 +101,12 @@ def check_role(actor: Actor, allowed: frozenset[Role]) -> None:
     )
 
 
-def revoke_api_key(session: Session, key_id: str) -> bool:
+def revoke_api_key(session: Session, key_id: str, actor: str = "cli") -> bool:
     row = session.scalar(select(ApiKey).where(ApiKey.key_id == key_id))
     if row is None:
         return False
     row.revoked_at = utcnow()
+    from prescreen.audit.service import record
+
+    record(session, actor, "apikey.revoke", f"apikey:{key_id}", {"role": row.role})
     return True

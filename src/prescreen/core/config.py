@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,10 +29,76 @@ class Settings(BaseSettings):
 
     default_pdq_threshold: int = Field(31, ge=0, le=256)
     min_pdq_quality: int = Field(50, ge=0, le=100)
+    # Text classifiers: "review" holds for review at the model's high-precision (block)
+    # threshold and never blocks by itself; "model" uses the model's hold and block thresholds;
+    # "off" skips them. Explicit per-head thresholds override either.
+    classifier_policy: Literal["review", "model", "off"] = "review"
+    classifier_thresholds: dict[str, dict[str, float]] = Field(default_factory=dict)
 
     workers_in_process: int = Field(1, ge=0, description="Job workers started by `serve`")
     job_lease_seconds: float = Field(60.0, gt=0, description="A silent worker loses its job after")
     webhook_allow_private: bool = False
+
+    # Review (prescreen.review): SLAs per priority, claims, strikes, banks fed by decisions, UI.
+    review_sla_critical_hours: float = Field(1.0, gt=0, description="CSAM, imminent threat")
+    review_sla_high_hours: float = Field(4.0, gt=0, description="terrorism, extremism, NCII")
+    review_sla_normal_hours: float = Field(24.0, gt=0)
+    review_sla_low_hours: float = Field(72.0, gt=0)
+    review_claim_minutes: float = Field(30.0, gt=0, description="An idle claim lapses after")
+    review_bank: str = Field("review-violating", description="Default bank for violations")
+    review_allow_bank: str = Field("review-allow-list", description="Allow-list bank")
+    strike_window_days: float = Field(90.0, gt=0, description="Strikes count this far back")
+    strike_count: int = Field(3, ge=1, description="Strikes that hold an uploader's uploads")
+    ui_session_idle_minutes: float = Field(30.0, gt=0)
+    ui_session_max_hours: float = Field(12.0, gt=0)
+    ui_cookie_secure: bool = Field(False, description="Send UI cookies over HTTPS only")
+    session_secret: SecretStr | None = Field(
+        None, description="Default: generated once into DATA_DIR/session_secret"
+    )
+
+    # Franking (prescreen.franking): platform keys, report verification, membership check.
+    franking_master_key: SecretStr | None = Field(
+        None, description="32 bytes (hex or base64); default: generated into DATA_DIR"
+    )
+    franking_key_retire_after_days: float = Field(
+        365.0, ge=0, description="A rotated-out key keeps verifying reports this long"
+    )
+    membership_callback_url: str | None = Field(
+        None, description='POST {conversation_id, user_id, at} -> {"member": bool}'
+    )
+    membership_callback_token: SecretStr | None = Field(None, description="Sent as Bearer")
+    membership_callback_timeout_seconds: float = Field(5.0, gt=0)
+    membership_check: str | None = Field(None, description='In-process "module:function"')
+
+    # Audit log and legal requests (prescreen.audit, prescreen.legal).
+    audit_signing_key: SecretStr | None = Field(
+        None, description="Ed25519 key, base64 of 32 raw bytes; default: generated into DATA_DIR"
+    )
+    audit_sign_interval_seconds: float = Field(
+        60.0, ge=0, description="Sign a tree head this often when the log grew (0: only on demand)"
+    )
+    audit_head_max_age_seconds: float = Field(
+        3600.0, gt=0, description="Sign a fresh head of an unchanged log after this long"
+    )
+    audit_witness_urls: list[str] = Field(
+        default_factory=list, description="Every signed tree head is POSTed to these (JSON list)"
+    )
+    legal_jurisdictions: list[str] = Field(
+        default_factory=lambda: [
+            *("US", "GB", "EU", "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI"),
+            *("FR", "GR", "HR", "HU", "IE", "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT"),
+            *("RO", "SE", "SI", "SK"),
+        ],
+        description="Jurisdictions (ISO 3166 country, or EU) whose legal process is accepted",
+    )
+    legal_max_accounts: int = Field(25, ge=1, description="More accounts in one request: too broad")
+    legal_hold_days: float = Field(90.0, gt=0, description="A preservation hold lasts, renewable")
+    legal_emergency_review_hours: float = Field(72.0, gt=0, description="Second review within")
+    legal_removal_deadline_minutes: float = Field(60.0, gt=0, description="TCO removal clock")
+    retention_days: float | None = Field(
+        None, gt=0, description="Delete screened contents older than this, except held ones"
+    )
+    retention_sweep_minutes: float = Field(60.0, gt=0, description="Retention sweep interval")
 
 
 @lru_cache

@@ -47,6 +47,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+READONLY = "prescreen_readonly"
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -59,16 +62,30 @@ def make_engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # Let SQLAlchemy, not the driver, begin transactions (see _sqlite_begin_immediate).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_begin_immediate(connection) -> None:
+    """Take SQLite's write lock when a transaction starts. A deferred transaction that reads and
+    then writes fails at once ("database is locked") if another connection wrote in between,
+    whatever the busy timeout; an immediate one waits its turn. SQLite has one writer anyway.
+    Read-only sessions (`Database.session(readonly=True)`) begin deferred and never block."""
+    if connection.get_execution_options().get(READONLY):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -78,10 +95,14 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.readonly_sessions = sessionmaker(
+            self.engine.execution_options(**{READONLY: True}), expire_on_commit=False
+        )
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        session = self.sessions()
+    def session(self, readonly: bool = False) -> Iterator[Session]:
+        """A transaction; `readonly` ones must not write (on SQLite they take no write lock)."""
+        session = (self.readonly_sessions if readonly else self.sessions)()
         try:
             yield session
             session.commit()

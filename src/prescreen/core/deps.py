@@ -44,7 +44,7 @@ def require(*roles: Role) -> Callable[..., Actor]:
         header_key: str | None = Depends(api_key_header),
     ) -> Actor:
         presented = credentials.credentials if credentials else header_key
-        with db.session() as session:
+        with db.session(readonly=True) as session:
             actor = authenticate(session, presented)
         check_role(actor, allowed)
         return actor

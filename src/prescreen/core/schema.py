@@ -17,9 +17,13 @@ log = logging.getLogger(__name__)
 
 def import_all_models() -> None:
     """Register every table on Base.metadata (Alembic and tests need them all)."""
+    from prescreen.audit import models as _audit  # noqa: F401
     from prescreen.banks import models as _banks  # noqa: F401
     from prescreen.core import auth as _auth  # noqa: F401
+    from prescreen.franking import models as _franking  # noqa: F401
     from prescreen.jobs import models as _jobs  # noqa: F401
+    from prescreen.legal import models as _legal  # noqa: F401
+    from prescreen.review import models as _review  # noqa: F401
     from prescreen.screening import models as _screening  # noqa: F401
     from prescreen.webhooks import models as _webhooks  # noqa: F401
 
@@ -31,8 +35,8 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(db: Database, revision: str = "head") -> None:
-    """Apply migrations up to `revision`; safe to run at every start."""
+def upgrade(db: Database, revision: str = "heads") -> None:
+    """Apply migrations up to `revision` (every branch head by default); safe at every start."""
     with db.engine.begin() as connection:
         config = alembic_config(db.url)
         config.attributes["connection"] = connection

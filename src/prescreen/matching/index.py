@@ -87,4 +87,8 @@ def make_index(index_kind: str) -> SignalIndex:
         from prescreen.matching.video_index import VideoIndex
 
         return VideoIndex()
+    if index_kind == "minhash":
+        from prescreen.matching.minhash_index import MinHashIndex
+
+        return MinHashIndex()
     return ExactIndex()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -30,6 +31,7 @@ from prescreen.signals.registry import all_types
 log = logging.getLogger(__name__)
 _FETCH_CHUNK = 500
 PDQ = "pdq"
+ORIGINAL = "original"
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class Match:
     entry: int
     signal_type: str
     distance: int
-    threshold: int
+    threshold: float
     labels: list[str] = field(default_factory=list)
     source: str = "local"
     detail: dict[str, Any] = field(default_factory=dict)
@@ -174,11 +176,13 @@ class Matcher:
     def lookup(
         self,
         session: Session,
-        signals: dict[str, str],
+        signals: dict[str, Any],
         banks: Iterable[str] | None = None,
         now: datetime | None = None,
+        variants: dict[str, dict[str, tuple[str, int]]] | None = None,
     ) -> list[Match]:
-        """Every active entry in an enabled bank that matches one of `signals` at its threshold."""
+        """Every active entry in an enabled bank that matches one of `signals` (or, where the
+        bank allows it, one of their `variants`: rotations, trimmed borders) at its threshold."""
         self.sync(session)
         now = now or utcnow()
         query = select(Bank).where(Bank.enabled.is_(True))
@@ -190,19 +194,21 @@ class Matcher:
         if not live_banks:
             return []
         max_radius = max(bank.pdq_threshold for bank in live_banks.values())
-        candidates: dict[int, tuple[str, Any]] = {}
+        probes = [(t, ORIGINAL, v, None) for t, v in signals.items()]
+        for signal_type, by_name in (variants or {}).items():
+            probes += [(signal_type, name, h, q) for name, (h, q) in by_name.items()]
+        candidates: dict[int, list[Candidate]] = defaultdict(list)
         with self._lock:
-            for signal_type, value in signals.items():
-                if signal_type not in self._indexes:
-                    continue
-                for signal_id, score in self._indexes[signal_type].search(value, max_radius):
-                    candidates[signal_id] = (signal_type, score)
+            for signal_type, variant, value, quality in probes:
+                index = self._indexes.get(signal_type)
+                for signal_id, score in index.search(value, max_radius) if index else ():
+                    candidates[signal_id].append(Candidate(signal_type, score, variant, quality))
         return self._resolve(session, candidates, live_banks, now)
 
     def _resolve(
         self,
         session: Session,
-        candidates: dict[int, tuple[str, Any]],
+        candidates: dict[int, list[Candidate]],
         live_banks: dict[int, Bank],
         now: datetime,
     ) -> list[Match]:
@@ -211,35 +217,67 @@ class Matcher:
         ids = list(candidates)
         for start in range(0, len(ids), _FETCH_CHUNK):
             rows = session.execute(
-                select(EntrySignal.id, BankEntry)
+                select(EntrySignal.id, EntrySignal.variant, BankEntry)
                 .join(BankEntry, EntrySignal.entry_id == BankEntry.id)
                 .where(EntrySignal.id.in_(ids[start : start + _FETCH_CHUNK]))
             ).all()
-            for signal_id, entry in rows:
+            for signal_id, bank_variant, entry in rows:
                 bank = live_banks.get(entry.bank_id)
                 if bank is None or not entry.is_active(now):
                     continue
-                signal_type, score = candidates[signal_id]
-                kind = types[signal_type]
-                if not kind.accepts(score, bank):
-                    continue
-                distance = kind.score_distance(score)
-                if entry.id in matches and _strength(matches[entry.id]) <= _strength_of(
-                    signal_type, distance
-                ):
-                    continue
-                matches[entry.id] = Match(
-                    bank=bank.name,
-                    bank_kind=bank.kind,
-                    entry=entry.id,
-                    signal_type=signal_type,
-                    distance=distance,
-                    threshold=kind.threshold(bank),
-                    detail=kind.score_detail(score),
-                    labels=list(entry.labels or bank.labels or []),
-                    source=entry.source,
-                )
+                for found in candidates[signal_id]:
+                    kind = types[found.signal_type]
+                    if not (
+                        variant_allowed(bank, found.variant, bank_variant)
+                        and kind.accepts(found.score, bank)
+                    ):
+                        continue
+                    distance = kind.score_distance(found.score)
+                    if entry.id in matches and _strength(matches[entry.id]) <= _strength_of(
+                        found.signal_type, distance
+                    ):
+                        continue
+                    detail = kind.score_detail(found.score)
+                    if found.variant != ORIGINAL or bank_variant != ORIGINAL:
+                        detail |= {"query_variant": found.variant, "bank_variant": bank_variant}
+                    if found.quality is not None:
+                        detail["quality"] = found.quality
+                    matches[entry.id] = Match(
+                        bank=bank.name,
+                        bank_kind=bank.kind,
+                        entry=entry.id,
+                        signal_type=found.signal_type,
+                        distance=distance,
+                        threshold=kind.threshold(bank),
+                        detail=detail,
+                        labels=list(entry.labels or bank.labels or []),
+                        source=entry.source,
+                    )
         return sorted(matches.values(), key=lambda m: (m.distance, m.bank, m.entry))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An index hit: which signal type, its score, and which query variant found it."""
+
+    signal_type: str
+    score: Any
+    variant: str
+    quality: int | None
+
+
+DIHEDRAL = ("rot90", "rot180", "rot270", "flip_h", "flip_v", "transpose", "transverse")
+
+
+def variant_allowed(bank: Bank, query_variant: str, bank_variant: str) -> bool:
+    """A bank's evasion options: rotations/mirrors and trimmed borders on the upload's side,
+    centred crops (and trimmed borders) on the bank item's side."""
+    trimmed = query_variant.startswith("trimmed") or bank_variant == "trimmed"
+    if trimmed and not bank.match_trimmed:
+        return False
+    if query_variant.removeprefix("trimmed_") in DIHEDRAL and not bank.match_dihedral:
+        return False
+    return bank.match_crops or not bank_variant.startswith("crop")
 
 
 def _strength_of(signal_type: str, distance: int) -> tuple[int, int]:

@@ -114,7 +114,7 @@ def _screen_video(path: Path, content_id: str | None, user_id: str | None) -> di
     with Progress(TextColumn("hashing {task.description}"), console=err_console) as progress:
         progress.add_task(path.name, total=None)
         while True:
-            with database().session() as session:
+            with database().session(readonly=True) as session:
                 job = job_to_dict(get_job(session, job_id))
             if job["status"] == "done":
                 return job["result"]["decision"]

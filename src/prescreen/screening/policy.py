@@ -31,12 +31,13 @@ def decide(
     pdq_quality: int | None,
     min_pdq_quality: int,
     uploader_reasons: list[dict[str, Any]] | None = None,
+    classifier_reasons: list[dict[str, Any]] | None = None,
 ) -> Verdict:
     """An allow-list match wins over everything; otherwise the strictest bank action wins.
 
     A PDQ match on a low-quality image (flat, tiny, mostly blank) is weak evidence, so it can
-    hold for review but never block by itself. Reasons about the uploader (e.g. a repeat
-    offender) hold what would otherwise be allowed.
+    hold for review but never block by itself. Classifier heads act at their thresholds.
+    Reasons about the uploader (e.g. a repeat offender) hold what would otherwise be allowed.
     """
     allow = [m for m in matches if m.bank_kind == "allow"]
     if allow:
@@ -45,10 +46,16 @@ def decide(
     for match in matches:
         action = Outcome(match.bank_kind)
         kind = "bank_match"
-        low_quality = pdq_quality is not None and pdq_quality < min_pdq_quality
+        quality = match.detail.get("quality", pdq_quality)  # of the variant that matched
+        low_quality = quality is not None and quality < min_pdq_quality
         if match.signal_type == "pdq" and low_quality and action is Outcome.block:
             action, kind = Outcome.hold, "bank_match_low_quality"
         reasons.append(_reason(match, kind, action))
+        if SEVERITY[action] > SEVERITY[outcome]:
+            outcome = action
+    for reason in classifier_reasons or []:
+        reasons.append(reason)
+        action = Outcome(reason["action"])
         if SEVERITY[action] > SEVERITY[outcome]:
             outcome = action
     for reason in uploader_reasons or []:

@@ -43,20 +43,32 @@ from prescreen.webhooks.service import notify
 
 log = logging.getLogger(__name__)
 SCREEN_VIDEO_JOB = "screen_video"
+NEVER = 1.01  # a threshold no calibrated score reaches
 DECISIONS = Counter("prescreen_decisions_total", "Screening decisions", ["outcome"])
 
 
 @dataclass
 class Hashed:
-    """What screening needs of an upload: its kind and all its signals."""
+    """What screening needs of an upload: its kind, all its signals, and (for text, never
+    stored) the text itself for the classifiers."""
 
     kind: ContentKind
     signals: dict[str, Any]
+    text: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def matchable(self) -> dict[str, str]:
         types = all_types()
         return {k: v for k, v in self.signals.items() if k in types}
+
+    @property
+    def variants(self) -> dict[str, dict[str, tuple[str, int]]]:
+        """Extra hashes to search, by type: `pdq_variants` as {"pdq": {name: (hex, quality)}}."""
+        return {
+            key.removesuffix("_variants"): {name: tuple(pair) for name, pair in value.items()}
+            for key, value in self.signals.items()
+            if key.endswith("_variants") and isinstance(value, dict)
+        }
 
 
 def upload_kind(
@@ -75,11 +87,13 @@ def hash_bytes(
     settings: Settings,
     filename: str | None = None,
     content_type: str | None = None,
+    for_bank: bool = False,
 ) -> Hashed:
+    """Signals of an uploaded file; `for_bank` adds the variants a bank item stores (crops)."""
     kind = upload_kind(data, settings, filename, content_type)
     if kind is ContentKind.text:
         return hash_text(decode_text(data, filename or "the upload"), settings)
-    upload = Upload(kind, data=data, max_image_pixels=settings.max_image_pixels)
+    upload = Upload(kind, data=data, max_image_pixels=settings.max_image_pixels, for_bank=for_bank)
     return Hashed(kind, compute_signals(upload))
 
 
@@ -89,7 +103,7 @@ def hash_text(text: str, settings: Settings) -> Hashed:
             f"text is {len(text):,} characters, over the limit of {settings.max_text_chars:,}"
         )
     _require_encodable(text)
-    return Hashed(ContentKind.text, compute_signals(Upload(ContentKind.text, text=text)))
+    return Hashed(ContentKind.text, compute_signals(Upload(ContentKind.text, text=text)), text)
 
 
 def hash_url(url: str, settings: Settings) -> Hashed:
@@ -119,6 +133,33 @@ def _require_encodable(text: str) -> None:
         raise InvalidInput(
             f"text is not valid Unicode: {exc.reason} at position {exc.start}"
         ) from exc
+
+
+def classifier_reasons(text: str | None, settings: Settings) -> list[dict[str, Any]]:
+    """One reason per classifier head for a text: its calibrated score, what the policy's
+    thresholds make of it, and the model version."""
+    if not text or settings.classifier_policy == "off":
+        return []
+    from prescreen.classify.service import DEFAULT_THRESHOLDS, actions, classify, model_version
+
+    thresholds = settings.classifier_thresholds or (
+        DEFAULT_THRESHOLDS
+        if settings.classifier_policy == "model"
+        else {head: {"hold": t["block"], "block": NEVER} for head, t in DEFAULT_THRESHOLDS.items()}
+    )
+    (scores,) = classify([text])
+    return [
+        {
+            "kind": "classifier",
+            "head": head,
+            "score": round(score, 4),
+            "action": action,
+            "thresholds": thresholds.get(head),
+            "model_version": model_version(),
+        }
+        for head, score in scores.items()
+        if (action := actions({head: score}, thresholds).get(head))
+    ]
 
 
 def fingerprint(hashed: Hashed) -> str:
@@ -177,12 +218,13 @@ def _screen_once(
                     content_id=request.content_id,
                 )
             return decision_to_dict(_latest_decision(session, stored), stored)
-    matches = matcher.lookup(session, hashed.matchable)
+    matches = matcher.lookup(session, hashed.matchable, variants=hashed.variants)
     verdict = decide(
         matches,
         hashed.signals.get("pdq_quality"),
         settings.min_pdq_quality,
         uploader_reasons=check_uploader(session, request.user_id),
+        classifier_reasons=classifier_reasons(hashed.text, settings),
     )
     content = Content(
         id=str(uuid.uuid4()),

@@ -31,6 +31,7 @@ class Upload:
     data: bytes | None = None
     text: str | None = None
     max_image_pixels: int = 100_000_000
+    for_bank: bool = False  # hashing a bank item (store variants) rather than an upload
     _image: Image.Image | None = field(default=None, repr=False)
 
     def image(self) -> Image.Image:
@@ -50,7 +51,7 @@ class SignalType(ABC):
 
     name: ClassVar[str]
     kinds: ClassVar[frozenset[ContentKind]]
-    index_kind: ClassVar[Literal["exact", "hamming", "vpdq"]] = "exact"
+    index_kind: ClassVar[Literal["exact", "hamming", "vpdq", "minhash"]] = "exact"
     default_threshold: ClassVar[int] = 0
 
     @abstractmethod

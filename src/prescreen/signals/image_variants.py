@@ -1,0 +1,287 @@
+"""PDQ variants that defeat cheap evasions: borders, mirrors, rotations and crops.
+
+Plain PDQ (as HMA runs it) compares one hash of the upload with one hash of the bank item, so
+a letterbox (140 bits away on Meta's own `letterboxed_sample-b.jpg`), a mirror or a rotation
+(106-128 bits) slips through. Here an upload is searched under several hashes and a bank item
+is stored under several, and a match is any (query variant, bank variant) pair within the
+bank's threshold:
+
+* query side (`query_variants`): the upright image, the same image with uniform, near-uniform
+  or blurred borders trimmed (letterbox, pillarbox, caption bars, screenshot frames), and the
+  8 rotations/mirrors of each (all 8 come from one DCT, so they cost no extra hashing);
+* bank side (`bank_variants`): the image, its trimmed form, and centred crops, so a cropped
+  re-post of a bank item is still found.
+
+Every variant carries its own PDQ quality: flat, tiny or nearly blank images have hashes that
+collide easily, so policy lets a low-quality match hold content but never block it by itself,
+and derived variants (trimmed, crops) under `min_quality` are not produced at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pdqhash
+from PIL import Image
+
+from prescreen.signals.image import bits_to_hex, hashing_pixels, pdq_distance, pdq_from_pixels
+
+# Order of the hashes `pdqhash.compute_dihedral` returns. Each name is the operation applied to
+# the image whose hash it is (Pillow's transposes: rot90 = Image.Transpose.ROTATE_90, counter-
+# clockwise; flip_h = FLIP_LEFT_RIGHT, a mirror; flip_v = FLIP_TOP_BOTTOM).
+DIHEDRAL = ("original", "rot90", "rot180", "rot270", "flip_v", "flip_h", "transpose", "transverse")
+
+# Bank-side crops: the fraction of width and height kept, centred.
+DEFAULT_CROPS = (0.95, 0.9, 0.85, 0.8)
+# Derived variants (trimmed, crops, dihedral of trimmed) under this PDQ quality are dropped.
+DEFAULT_MIN_QUALITY = 50
+
+# Border detection, on a copy whose longer side is at most ANALYSIS_SIDE px. A line (row or
+# column) belongs to a bar when it is "strict": nearly all of it in the bar's colour, or two-tone
+# (text on a plain bar), or smooth (blurred fill); or "loose": mostly in the bar's colour (an
+# avatar or icons on a screenshot's chrome). A bar must end on a strict line, so a photo whose
+# own edge is partly the bar's colour (dark water under a black bar) is not eaten into. A run of
+# smooth lines (blurred fill) is a bar only when it ends on a straight edge.
+ANALYSIS_SIDE = 256
+COLOUR_TOLERANCE = 24  # max RGB difference from the bar colour for a pixel in that colour
+STRICT_SHARE = 0.95
+LOOSE_SHARE = 0.6
+TWO_TONE_SHARE = 0.97  # bar colour plus one text tone at least this far from it:
+TEXT_CONTRAST = 64
+SMOOTH_ACROSS = 2.5  # mean |gradient| along a line (grey levels per px) in blurred fill
+SMOOTH_ALONG = 4.0  # mean |step| from one line to the next in blurred fill
+EDGE_STEP = 3.0  # a blurred-fill bar must end on a straight edge: a mean step at least this big
+EDGE_RATIO = 3.0  # ... and this many times the bar's own mean step from line to line
+MIN_BORDER = 0.02  # a bar thinner than this share of the side is ignored
+MIN_CONTENT = 0.35  # what is left after trimming must keep this share of each side
+MAX_BAR = 0.45  # no bar on one side is thicker than this share of the side
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+# Pillow transposes giving each dihedral variant of an image.
+TRANSPOSES = {
+    "rot90": Image.Transpose.ROTATE_90,
+    "rot180": Image.Transpose.ROTATE_180,
+    "rot270": Image.Transpose.ROTATE_270,
+    "flip_v": Image.Transpose.FLIP_TOP_BOTTOM,
+    "flip_h": Image.Transpose.FLIP_LEFT_RIGHT,
+    "transpose": Image.Transpose.TRANSPOSE,
+    "transverse": Image.Transpose.TRANSVERSE,
+}
+# Under this many pixels on the shorter side, PDQ's decimation grid is coarse enough that the
+# DCT sign-flip shortcut drifts (up to ~40 bits on 256 px photos): transpose the pixels instead.
+EXACT_DIHEDRAL_SIDE = 512
+
+
+def dihedral_hashes(pixels: Image.Image) -> tuple[dict[str, str], int]:
+    """The 8 rotation/mirror hashes of these RGB pixels, and their quality. Large images get
+    all 8 from one DCT; small ones (cheap to hash) are transposed and hashed 8 times."""
+    if min(pixels.size) < EXACT_DIHEDRAL_SIDE:
+        value, quality = pdq_from_pixels(pixels)
+        hashes = {"original": value}
+        for name, method in TRANSPOSES.items():
+            hashes[name] = pdq_from_pixels(pixels.transpose(method))[0]
+        return hashes, quality
+    bits, quality = pdqhash.compute_dihedral(np.ascontiguousarray(np.asarray(pixels)))
+    return {name: bits_to_hex(b) for name, b in zip(DIHEDRAL, bits, strict=True)}, int(quality)
+
+
+def trim_borders(image: Image.Image) -> Image.Image | None:
+    """The image without the bars around it (uniform, near-uniform, coloured, blurred fill,
+    caption bars with text, screenshot chrome), or None when there is nothing to remove."""
+    box = border_box(image)
+    if box is None:
+        return None
+    return image.crop(box)
+
+
+def border_box(image: Image.Image) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) of the content inside the bars, in `image` pixels."""
+    width, height = image.size
+    if min(width, height) < 16:
+        return None
+    small = image if image.mode == "RGB" else image.convert("RGB")
+    factor = max(width, height) // ANALYSIS_SIDE
+    if factor > 1:
+        small = small.reduce(factor)  # cheap whole-factor box average first
+    scale = max(small.size) / ANALYSIS_SIDE
+    if scale > 1:
+        size = (max(8, round(small.width / scale)), max(8, round(small.height / scale)))
+        small = small.resize(size, Image.Resampling.BOX)
+    rgb = np.asarray(small).astype(np.int16)
+    rows, cols = rgb.shape[:2]
+    top, bottom, left, right = 0, rows, 0, cols
+    # Rows first (letterbox, caption bars, screenshot chrome), then columns of what is left
+    # (pillarbox, margins). One round only: a second one would start eating into uniform parts
+    # of the picture itself, and not in the same way on an upload and on the bank's copy.
+    start, stop = _trim_lines(rgb)
+    if stop - start >= MIN_CONTENT * rows:
+        top, bottom = start, stop
+    start, stop = _trim_lines(rgb[top:bottom].transpose(1, 0, 2))
+    if stop - start >= MIN_CONTENT * cols:
+        left, right = start, stop
+    if (top, bottom, left, right) == (0, rows, 0, cols):
+        return None
+    sx, sy = width / cols, height / rows
+    return (round(left * sx), round(top * sy), round(right * sx), round(bottom * sy))
+
+
+def _trim_lines(rgb: np.ndarray) -> tuple[int, int]:
+    """Rows [start, stop) of `rgb` (rows x cols x 3) that are content, not top/bottom bars."""
+    n = rgb.shape[0]
+    if n < 8 or rgb.shape[1] < 4:
+        return 0, n
+    return _bar_length(rgb), n - _bar_length(rgb[::-1])
+
+
+def _bar_length(rgb: np.ndarray) -> int:
+    """How many lines from the top of `rgb` are a bar (plus the line where bar and content blend
+    after resampling)."""
+    n = rgb.shape[0]
+    first = rgb[0]
+    colour = np.median(first, axis=0).astype(np.int16)
+    first_share = float((np.abs(first - colour).max(axis=1) <= COLOUR_TOLERANCE).mean())
+    first_grey = first.astype(np.float32) @ LUMA
+    if first_share < LOOSE_SHARE and np.abs(np.diff(first_grey)).mean() > SMOOTH_ACROSS:
+        return 0  # the outermost line is picture: no bar on this side (most photos stop here)
+    lines = rgb[: int(n * MAX_BAR) + 1]
+    grey = lines.astype(np.float32) @ LUMA
+    length = max(_colour_bar(lines, grey, colour), _blurred_bar(grey))
+    return min(length + 1, len(lines)) if length >= max(2, MIN_BORDER * n) else 0
+
+
+def _colour_bar(lines: np.ndarray, grey: np.ndarray, colour: np.ndarray) -> int:
+    bar_grey = float(colour @ LUMA)
+    gap = max(2, round(0.02 * len(grey) / MAX_BAR))
+    length, misses = 0, 0
+    for i in range(len(lines)):  # line by line: on a photo this stops after a few lines
+        near = np.abs(lines[i] - colour).max(axis=1) <= COLOUR_TOLERANCE
+        share = near.mean()
+        if share >= STRICT_SHARE or (
+            share >= LOOSE_SHARE and _two_tone_share(grey[i], near, bar_grey) >= TWO_TONE_SHARE
+        ):
+            length, misses = i + 1, 0
+        elif share >= LOOSE_SHARE:
+            misses = 0
+        else:
+            misses += 1
+            if misses >= gap:
+                break
+    return length
+
+
+def _blurred_bar(grey: np.ndarray) -> int:
+    if len(grey) < 3:
+        return 0
+    across = np.abs(np.diff(grey, axis=1)).mean(axis=1)
+    along = np.abs(np.diff(grey, axis=0)).mean(axis=1)  # along[i-1]: step from line i-1 to i
+    running = np.cumsum(along)
+    for i in range(1, len(grey)):
+        step = float(along[i - 1])
+        before = float(running[i - 2]) / (i - 1) if i > 1 else 0.0
+        if step >= EDGE_STEP and step >= EDGE_RATIO * max(0.1, before):
+            return i
+        if across[i] > SMOOTH_ACROSS or step > SMOOTH_ALONG:
+            return 0
+    return 0
+
+
+def _two_tone_share(grey_line: np.ndarray, near: np.ndarray, bar_grey: float) -> float:
+    """Share of a line in the bar colour or in one contrasting tone (text on a bar)."""
+    rest = grey_line[~near]
+    if rest.size == 0:
+        return 1.0
+    text = np.abs(rest - bar_grey) >= TEXT_CONTRAST
+    if not text.any():
+        return float(near.mean())
+    counts = np.bincount(np.clip(rest[text], 0, 255).astype(np.int64) // 32, minlength=8)
+    # the text tone and its anti-aliased edge
+    best = max(counts[k] + (counts[k + 1] if k < 7 else 0) for k in range(8))
+    return float(near.mean() + best / grey_line.size)
+
+
+def query_variants(
+    image: Image.Image,
+    *,
+    dihedral: bool = True,
+    trim: bool = True,
+    min_quality: int = DEFAULT_MIN_QUALITY,
+) -> dict[str, tuple[str, int]]:
+    """Hashes to search for an upload: name -> (pdq hex, quality).
+
+    "original" (always, the primary hash), "trimmed" when borders were found, and with
+    `dihedral` the 7 rotations/mirrors of each ("rot90", ..., "trimmed_rot90", ...).
+    """
+    pixels = hashing_pixels(image)
+    variants: dict[str, tuple[str, int]] = {}
+    if dihedral:
+        hashes, quality = dihedral_hashes(pixels)
+        variants.update({name: (value, quality) for name, value in hashes.items()})
+    else:
+        variants["original"] = pdq_from_pixels(pixels)
+    trimmed = trim_borders(pixels) if trim else None
+    if trimmed is not None:
+        if dihedral:
+            hashes, quality = dihedral_hashes(trimmed)
+            if quality >= min_quality:
+                variants.update(
+                    {_prefixed("trimmed", name): (value, quality) for name, value in hashes.items()}
+                )
+        else:
+            value, quality = pdq_from_pixels(trimmed)
+            if quality >= min_quality:
+                variants["trimmed"] = (value, quality)
+    return variants
+
+
+def bank_variants(
+    image: Image.Image,
+    *,
+    trim: bool = True,
+    crops: Iterable[float] = DEFAULT_CROPS,
+    min_quality: int = DEFAULT_MIN_QUALITY,
+) -> dict[str, tuple[str, int]]:
+    """Hashes to store for a bank item: name -> (pdq hex, quality).
+
+    "original" (always), "trimmed" when borders were found, and "crop90", "crop80", ... for
+    centred crops keeping that share of width and height.
+    """
+    pixels = hashing_pixels(image)
+    variants = {"original": pdq_from_pixels(pixels)}
+    trimmed = trim_borders(pixels) if trim else None
+    if trimmed is not None:
+        value, quality = pdq_from_pixels(trimmed)
+        if quality >= min_quality:
+            variants["trimmed"] = (value, quality)
+    for keep in crops:
+        value, quality = pdq_from_pixels(centred_crop(pixels, keep))
+        if quality >= min_quality:
+            variants[f"crop{round(keep * 100)}"] = (value, quality)
+    return variants
+
+
+def centred_crop(image: Image.Image, keep: float) -> Image.Image:
+    width, height = image.size
+    dx, dy = round(width * (1 - keep) / 2), round(height * (1 - keep) / 2)
+    return image.crop((dx, dy, width - dx, height - dy))
+
+
+def best_match(
+    query: Mapping[str, tuple[str, int]],
+    bank: Mapping[str, tuple[str, int]],
+    threshold: int,
+) -> tuple[int, str, str, int] | None:
+    """The closest (distance, query variant, bank variant, lower quality of the two) within
+    `threshold`, or None. Ties go to the pair listed first (the originals come first)."""
+    best: tuple[int, str, str, int] | None = None
+    for qname, (qhash, qquality) in query.items():
+        for bname, (bhash, bquality) in bank.items():
+            distance = pdq_distance(qhash, bhash)
+            if distance <= threshold and (best is None or distance < best[0]):
+                best = (distance, qname, bname, min(qquality, bquality))
+    return best
+
+
+def _prefixed(prefix: str, name: str) -> str:
+    return prefix if name == "original" else f"{prefix}_{name}"
