@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from tests.media import video
 
 from prescreen.core.config import reset_settings
+from prescreen.core.db import utcnow
 from prescreen.jobs.models import Job, JobBlob
 from prescreen.jobs.service import PermanentJobError, Worker, enqueue, job_handler
 from prescreen.matching.service import Matcher
@@ -77,11 +78,16 @@ def test_permanent_errors_go_straight_to_dead_letter(db) -> None:
 def test_an_expired_lease_is_taken_over_and_the_late_worker_is_fenced_off(db) -> None:
     with db.session() as session:
         job_id = enqueue(session, "test_flaky", {"succeed_on": 1}).id
-    slow = Worker(db, name="slow", lease=timedelta(seconds=0.2))
+    slow = Worker(db, name="slow", lease=timedelta(seconds=30))
     claimed = slow.claim()
     assert claimed.id == job_id and claimed.lease_owner == "slow"
     assert Worker(db, name="other").claim() is None  # still leased
-    time.sleep(0.3)
+    with db.session() as session:  # the slow worker goes silent until its lease runs out
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
     fast = Worker(db, name="fast")
     assert fast.run_one()
     assert _job(db, job_id).status == "done"

@@ -304,15 +304,3 @@ class _Heartbeat:
 
     def __exit__(self, *exc: object) -> None:
         self._done.set()
-
-
-def wait_for(db: Database, job_id: str, timeout: float, poll: float = 0.2) -> Job:
-    """Block until a job is done or dead (for the CLI)."""
-    deadline = utcnow() + timedelta(seconds=timeout)
-    while True:
-        with db.session(readonly=True) as session:
-            job = get_job(session, job_id)
-            session.expunge(job)
-        if job.status in (JobStatus.done.value, JobStatus.dead.value) or utcnow() > deadline:
-            return job
-        threading.Event().wait(poll)

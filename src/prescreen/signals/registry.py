@@ -8,7 +8,7 @@ from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from prescreen.core.errors import InvalidInput
-from prescreen.signals.base import ContentKind, SignalType, Upload
+from prescreen.signals.base import SignalType, Upload
 
 log = logging.getLogger(__name__)
 _REGISTRY: dict[str, SignalType] = {}
@@ -62,7 +62,3 @@ def normalize_signals(raw: dict[str, str]) -> dict[str, str]:
     if not raw:
         raise InvalidInput("no signals given")
     return {name: get(name).normalize(value) for name, value in raw.items()}
-
-
-def types_for(kind: ContentKind) -> list[str]:
-    return [name for name, t in all_types().items() if kind in t.kinds]
