@@ -296,3 +296,14 @@ def test_text_classifier_scores_and_model_version_are_in_the_reasons(client, aut
     assert calm["decision"] == "allow"
     assert {r["head"] for r in calm["reasons"]} == {"terrorism", "hate"}
     assert all(0 <= r["score"] <= 1 for r in calm["reasons"])
+
+
+def test_bank_changes_through_the_api_are_audited_with_the_calling_key(client, auth, keys) -> None:
+    _bank(client, auth, "audited")
+    client.patch("/v1/banks/audited", json={"kind": "hold"}, headers=auth("lead"))
+    client.delete("/v1/banks/audited", headers=auth("lead"))
+    entries = client.get("/v1/audit/entries?action=bank.*", headers=auth("auditor")).json()
+    actions = {e["action"]: e["actor"] for e in entries["entries"]}
+    lead_key_id = keys["lead"].split("_")[1]
+    for action in ("bank.create", "bank.update", "bank.delete"):
+        assert actions[action].startswith(f"apikey:{lead_key_id}"), (action, actions)

@@ -93,11 +93,13 @@ def list_banks(
 @router.post("", status_code=201, summary="Create a bank")
 def create_bank(
     body: BankCreate,
-    _actor: Actor = Depends(require(*WRITERS)),
+    actor: Actor = Depends(require(*WRITERS)),
     session: Session = Depends(get_session),
 ) -> dict:
     fields = body.model_dump(exclude={"name"})
-    return service.bank_to_dict(service.create_bank(session, body.name, **fields), 0)
+    return service.bank_to_dict(
+        service.create_bank(session, body.name, actor=actor.label, **fields), 0
+    )
 
 
 @router.get("/{name}", summary="One bank")
@@ -113,20 +115,22 @@ def read_bank(
 def update_bank(
     name: BankName,
     body: BankUpdate,
-    _actor: Actor = Depends(require(*WRITERS)),
+    actor: Actor = Depends(require(*WRITERS)),
     session: Session = Depends(get_session),
 ) -> dict:
-    bank = service.update_bank(session, name, **body.model_dump(exclude_unset=True))
+    bank = service.update_bank(
+        session, name, actor=actor.label, **body.model_dump(exclude_unset=True)
+    )
     return service.bank_to_dict(bank)
 
 
 @router.delete("/{name}", status_code=204, summary="Delete a bank and all its entries")
 def delete_bank(
     name: BankName,
-    _actor: Actor = Depends(require(*WRITERS)),
+    actor: Actor = Depends(require(*WRITERS)),
     session: Session = Depends(get_session),
 ) -> Response:
-    service.delete_bank(session, name)
+    service.delete_bank(session, name, actor=actor.label)
     return Response(status_code=204)
 
 
@@ -241,12 +245,15 @@ def update_entry(
     name: BankName,
     entry_id: EntryId,
     body: EntryUpdate,
-    _actor: Actor = Depends(require(*WRITERS)),
+    actor: Actor = Depends(require(*WRITERS)),
     session: Session = Depends(get_session),
 ) -> dict:
     bank = service.get_bank(session, name)
     entry = service.set_entry_state(
-        session, service.get_entry(session, bank, entry_id), **body.model_dump(exclude_unset=True)
+        session,
+        service.get_entry(session, bank, entry_id),
+        actor=actor.label,
+        **body.model_dump(exclude_unset=True),
     )
     return service.entry_to_dict(entry, bank.name)
 
@@ -255,11 +262,11 @@ def update_entry(
 def delete_entry(
     name: BankName,
     entry_id: EntryId,
-    _actor: Actor = Depends(require(*WRITERS)),
+    actor: Actor = Depends(require(*WRITERS)),
     session: Session = Depends(get_session),
 ) -> Response:
     bank = service.get_bank(session, name)
-    service.delete_entry(session, service.get_entry(session, bank, entry_id))
+    service.delete_entry(session, service.get_entry(session, bank, entry_id), actor.label)
     return Response(status_code=204)
 
 
