@@ -9,7 +9,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 PIP_FLAGS := --disable-pip-version-check --no-input -q
 LINT_PATHS := $(wildcard src tests bench scripts)
 
-.PHONY: run test lint format bench-deps lock migrate clean
+.PHONY: run test lint format bench-deps ocr-deps lock migrate clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -39,6 +39,21 @@ format: $(STAMP)
 bench-deps: $(STAMP)
 	$(BIN)/pip install $(PIP_FLAGS) -c constraints.txt -e '.[dev,bench]'
 	@touch $(BENCH_STAMP)
+
+# Screening reads text in images with Debian's Tesseract (English and Arabic models); the OCR
+# tests and bench/ocr_logo.py render captions with the DejaVu fonts. Installed when missing.
+OCR_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-ara fonts-dejavu-core
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+ocr-deps:
+	@langs="$$(tesseract --list-langs 2>/dev/null)"; \
+	if echo "$$langs" | grep -qx eng && echo "$$langs" | grep -qx ara && \
+		[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ]; then \
+		echo "Tesseract (eng, ara) and DejaVu fonts are installed"; \
+	else \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(OCR_PACKAGES) >/dev/null; \
+	fi
 
 # Re-pin every dependency (dev and bench extras included) from a fresh resolve.
 lock:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from sqlalchemy import text
 
 from prescreen import __version__
@@ -20,6 +22,8 @@ from prescreen.core import http
 from prescreen.core.config import Settings, get_settings
 from prescreen.core.db import Database
 from prescreen.core.logging import configure_logging
+from prescreen.exchange.api import router as exchange_router
+from prescreen.exchange.hma_api import router as hma_router
 from prescreen.franking.api import router as franking_router
 from prescreen.jobs.api import router as jobs_router
 from prescreen.jobs.service import Worker
@@ -31,6 +35,9 @@ from prescreen.review.api import router as review_router
 from prescreen.review.ui import STATIC_DIR as REVIEW_STATIC_DIR
 from prescreen.review.ui import router as review_ui_router
 from prescreen.screening.api import router as screening_router
+from prescreen.screening.retroscan_api import router as retroscan_router
+from prescreen.transparency.api import router as transparency_router
+from prescreen.transparency.ui import router as transparency_ui_router
 from prescreen.webhooks.api import router as webhooks_router
 
 log = logging.getLogger(__name__)
@@ -53,6 +60,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             with db.session() as session:
                 matcher.rebuild(session)
 
+        # CPU-bound work runs in the thread pool; more threads than this only add memory.
+        to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         await run_in_threadpool(load)
         workers = [
             Worker(
@@ -77,7 +86,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         lifespan=lifespan,
     )
     app.state.settings, app.state.db, app.state.matcher = settings, db, matcher
-    http.install(app, settings.max_upload_bytes)
+    http.install(app, settings.max_upload_bytes, settings.max_import_bytes)
     for router in (screening_router, matching_router, banks_router, jobs_router, webhooks_router):
         app.include_router(router)
     for router in (review_router, review_integrations_router, review_ui_router):
@@ -85,6 +94,11 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.include_router(franking_router)
     app.include_router(audit_router)
     app.include_router(legal_router)
+    app.include_router(retroscan_router)
+    app.include_router(exchange_router)
+    app.include_router(hma_router)
+    app.include_router(transparency_router)
+    app.include_router(transparency_ui_router)
     app.mount("/ui/static", StaticFiles(directory=REVIEW_STATIC_DIR), name="ui-static")
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
@@ -104,7 +118,12 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        registry = None
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # several workers: add theirs up
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        body = generate_latest(registry) if registry else generate_latest()
+        return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -13,10 +13,14 @@ from prescreen.classify.cli import app as classify_app
 from prescreen.core.auth import Role, create_api_key, revoke_api_key
 from prescreen.core.cli_context import database, emit, err_console, fail, matcher, settings
 from prescreen.core.errors import PrescreenError
+from prescreen.exchange.cli import app as exchange_app
 from prescreen.franking.cli import app as franking_app
 from prescreen.legal.cli import app as legal_app
+from prescreen.matching.backfill_cli import backfill_command
 from prescreen.review.cli import app as user_app
 from prescreen.screening.cli import hash_command, scan_command, screen_command
+from prescreen.screening.retroscan_cli import app as retroscan_app
+from prescreen.transparency.cli import app as transparency_app
 
 app = typer.Typer(
     help="prescreen: screen uploads against hash banks before they go live.",
@@ -33,34 +37,34 @@ app.add_typer(franking_app, name="franking")
 app.add_typer(user_app, name="user")
 app.add_typer(audit_app, name="audit")
 app.add_typer(legal_app, name="legal")
+app.add_typer(exchange_app, name="exchange")
+app.add_typer(transparency_app, name="transparency")
+app.add_typer(retroscan_app, name="retroscan")
 app.command("hash")(hash_command)
 app.command("screen")(screen_command)
 app.command("scan")(scan_command)
+app.command("backfill")(backfill_command)
 
 
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Default: PRESCREEN_HOST or 127.0.0.1")] = None,
     port: Annotated[int | None, typer.Option(help="Default: PRESCREEN_PORT or 8000")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="HTTP worker processes. Default: PRESCREEN_WEB_WORKERS, or one per core"),
+    ] = None,
 ) -> None:
     """Serve the API on http://HOST:PORT (migrating the database first)."""
-    import uvicorn
-
+    from prescreen.core import server
     from prescreen.core.logging import configure_logging
 
     cfg = settings()
     configure_logging(cfg.log_level, cfg.log_json)
-    database()
-    uvicorn.run(
-        "prescreen.app:app_from_env",
-        factory=True,
-        host=host or cfg.host,
-        port=port or cfg.port,
-        workers=workers,
-        log_config=None,
-        server_header=False,
-    )
+    count = server.worker_count(cfg, workers)
+    server.prepare_environment(cfg, count)
+    database().dispose()  # migrated; workers open their own connections
+    server.serve(cfg, host or cfg.host, port or cfg.port, count)
 
 
 @app.command()
@@ -70,6 +74,7 @@ def worker(
     ] = [],  # noqa: B006
 ) -> None:
     """Run a job worker (video screening, webhooks, ...) until interrupted. Run one per core."""
+    from prescreen.banks import jobs as _bank_jobs  # noqa: F401  (registers handlers)
     from prescreen.core.logging import configure_logging
     from prescreen.jobs.service import Worker
     from prescreen.screening import service as _screening  # noqa: F401  (registers handlers)

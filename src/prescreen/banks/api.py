@@ -7,12 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from prescreen.banks import service
+from prescreen.banks.jobs import submit_import
 from prescreen.banks.models import BankKind
 from prescreen.core.auth import Actor, Role
 from prescreen.core.config import Settings
@@ -20,8 +21,10 @@ from prescreen.core.db import Database
 from prescreen.core.deps import get_db, get_session, get_settings, require
 from prescreen.core.errors import InvalidInput
 from prescreen.core.validation import BANK_NAME_PATTERN, MAX_ROW_ID, CleanStr, clean_text
+from prescreen.jobs.service import job_to_dict
 from prescreen.screening.service import hash_bytes
 from prescreen.signals.detect import decode_text
+from prescreen.signals.logo import logo_value
 
 router = APIRouter(prefix="/v1/banks", tags=["banks"])
 READERS = (Role.integrator, Role.moderator, Role.lead, Role.auditor)
@@ -45,6 +48,9 @@ class BankCreate(BaseModel):
     match_trimmed: bool = Field(True, description="Also match copies with borders added")
     match_crops: bool = Field(True, description="Also match moderately cropped copies")
     text_near_threshold: float = Field(0.8, ge=0.5, le=1, description="Near-duplicate text")
+    logo_threshold: float | None = Field(
+        None, ge=0.05, le=1, description="Makes a logo bank: files added are reference logos"
+    )
     enabled: bool = True
     shared: bool = False
 
@@ -62,6 +68,7 @@ class BankUpdate(BaseModel):
     match_trimmed: bool | None = None
     match_crops: bool | None = None
     text_near_threshold: float | None = Field(None, ge=0.5, le=1)
+    logo_threshold: float | None = Field(None, ge=0.05, le=1)
     enabled: bool | None = None
     shared: bool | None = None
 
@@ -220,8 +227,11 @@ async def add_content(
     def store() -> dict:
         with db.session() as session:
             bank = service.get_bank(session, name)
+            signals = hashed.signals
+            if bank.logo_threshold is not None:  # a logo bank keeps the reference logo's features
+                signals = {"logo": logo_value(data, settings.max_image_pixels)}
             new = service.NewEntry.validated(
-                hashed.signals, labels=labels, note=note, content_type=hashed.kind.value
+                signals, labels=labels, note=note, content_type=hashed.kind.value
             )
             (entry,) = service.add_entries(session, bank, [new], added_by=actor.label)
             return service.entry_to_dict(entry, bank.name)
@@ -273,6 +283,8 @@ def delete_entry(
 @router.post(
     "/{name}/import",
     summary="Import entries (NDJSON or HMA CSV body); all-or-nothing unless skip_invalid",
+    response_model=None,
+    responses={202: {"description": "Import queued (`background=true`); poll the job"}},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -287,14 +299,29 @@ async def import_entries(
     name: BankName,
     request: Request,
     skip_invalid: bool = Query(False),
+    background: bool = Query(
+        False,
+        description="Answer 202 with a job id at once; `GET /v1/jobs/{id}` shows the progress "
+        "and, when done, the report (large files)",
+    ),
     actor: Actor = Depends(require(*WRITERS)),
     db: Database = Depends(get_db),
-) -> dict:
+) -> dict | JSONResponse:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     fmt = "hma-csv" if media_type == "text/csv" else "ndjson"
-    text = decode_text(await request.body(), "the import body")
+    body = await request.body()
+
+    def queue() -> JSONResponse:
+        with db.session() as session:
+            bank = service.get_bank(session, name)
+            job = job_to_dict(submit_import(session, bank, body, fmt, skip_invalid, actor.label))
+        return JSONResponse(
+            {"job_id": job["id"], "status": job["status"], "status_url": f"/v1/jobs/{job['id']}"},
+            status_code=202,
+        )
 
     def run() -> dict:
+        text = decode_text(body, "the import body")
         with db.session() as session:
             bank = service.get_bank(session, name)
             report = service.import_lines(
@@ -308,7 +335,7 @@ async def import_entries(
             )
             return report.to_dict()
 
-    return await run_in_threadpool(run)
+    return await run_in_threadpool(queue if background else run)
 
 
 @router.get("/{name}/export", summary="Export a bank as NDJSON (header line, then entries)")

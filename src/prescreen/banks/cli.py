@@ -14,8 +14,11 @@ from rich.table import Table
 from prescreen.banks import service
 from prescreen.banks.models import BankKind
 from prescreen.core.cli_context import CLI_ACTOR, database, emit, err_console, fail, settings
+from prescreen.core.config import Settings
 from prescreen.core.errors import PrescreenError
-from prescreen.screening.service import hash_bytes, hash_text, hash_url
+from prescreen.screening.service import Hashed, hash_bytes, hash_text, hash_url
+from prescreen.signals.base import ContentKind
+from prescreen.signals.logo import logo_value
 
 app = typer.Typer(help="Create banks, add content to them, import and export them.")
 
@@ -27,6 +30,10 @@ def create(
     kind: Annotated[BankKind, typer.Option(help="What a match does")] = BankKind.block,
     threshold: Annotated[int, typer.Option(help="PDQ match threshold (bits)")] = 31,
     description: Annotated[str, typer.Option()] = "",
+    logo_threshold: Annotated[
+        float | None,
+        typer.Option(help="Make a logo bank: files added are logos, found at this confidence"),
+    ] = None,
 ) -> None:
     """Create a bank."""
     try:
@@ -38,6 +45,7 @@ def create(
                 kind=kind.value,
                 pdq_threshold=threshold,
                 description=description,
+                logo_threshold=logo_threshold,
             )
             emit(service.bank_to_dict(bank, 0))
     except PrescreenError as exc:
@@ -78,9 +86,13 @@ def add(
     if not (files or text or url or signal):
         fail("give files, --text, --url or --signal to add", code=2)
     cfg, failures, new = settings(), 0, []
-    items = [
-        (str(p), lambda p=p: hash_bytes(p.read_bytes(), cfg, p.name, for_bank=True)) for p in files
-    ]
+    try:
+        with database().session() as session:
+            logo_bank = service.get_bank(session, name).logo_threshold is not None
+    except PrescreenError as exc:
+        fail(exc)
+    hash_file = _logo_of if logo_bank else _bank_hashes
+    items = [(str(p), lambda p=p: hash_file(p, cfg)) for p in files]
     items += [(t[:40], lambda t=t: hash_text(t, cfg)) for t in text]
     items += [(u, lambda u=u: hash_url(u, cfg)) for u in url]
     for source, compute in items:
@@ -112,6 +124,15 @@ def add(
         raise typer.Exit(1)
 
 
+def _bank_hashes(path: Path, cfg: Settings) -> Hashed:
+    return hash_bytes(path.read_bytes(), cfg, path.name, for_bank=True)
+
+
+def _logo_of(path: Path, cfg: Settings) -> Hashed:
+    """A logo bank's entry: the reference logo's features."""
+    return Hashed(ContentKind.photo, {"logo": logo_value(path.read_bytes(), cfg.max_image_pixels)})
+
+
 @app.command("import")
 def import_file(
     name: str,
@@ -128,19 +149,38 @@ def import_file(
         lines = (sys.stdin.read() if str(file) == "-" else file.read_text("utf-8")).splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"cannot read {file}: {exc}")
+    source = f"import:{Path(str(file)).name}"
     try:
-        with database().session() as session, Progress(console=err_console) as progress:
-            progress.add_task(f"importing {len(lines):,} lines", total=None)
-            bank = service.get_bank(session, name)
-            report = service.import_lines(
-                session, bank, lines, service.PARSERS[fmt], added_by=CLI_ACTOR,
-                source=f"import:{Path(str(file)).name}", skip_invalid=skip_invalid,
+        with Progress(console=err_console, transient=True) as progress:
+            task = progress.add_task("validating", total=len(lines))
+            valid, report = service.validate_lines(
+                lines, service.PARSERS[fmt], source, skip_invalid,
+                progress=lambda done: progress.update(task, completed=done),
             )  # fmt: skip
+            del lines
+            progress.update(task, description=f"writing {len(valid):,} entries", total=None)
+            with database().session() as session:
+                bank = service.get_bank(session, name)
+                service.write_import(session, bank, valid, report, CLI_ACTOR, source)
+            del valid
+            progress.update(task, description="indexing")
+            build_index_snapshot()
     except PrescreenError as exc:
         for error in exc.detail.get("errors", [])[:20]:
             err_console.print(f"  line {error['line']}: {error['message']}", highlight=False)
         fail(exc)
     emit(report.to_dict())
+
+
+def build_index_snapshot() -> None:
+    """Bring the on-disk index snapshot up to date now, so a server (re)starting after a large
+    import maps it instead of building the index itself."""
+    from prescreen.matching.service import Matcher
+
+    matcher = Matcher(snapshot_dir=settings().data_dir / "index")
+    with database().session(readonly=True) as session:
+        matcher.rebuild(session)
+    matcher.save_snapshot(compact=True)
 
 
 @app.command("export")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -12,8 +14,10 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    event,
+    insert,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from prescreen.core.db import Base, JSONType, UTCDateTime, utcnow
 
@@ -44,6 +48,9 @@ class Bank(Base):
     match_crops: Mapped[bool] = mapped_column(Boolean, default=True)
     # Near-duplicate texts match at this estimated Jaccard similarity of their shingles or more.
     text_near_threshold: Mapped[float] = mapped_column(Float, default=0.8)
+    # A logo bank: files added to it are reference logos, found in uploads at this confidence
+    # (0..1) or more; None for every other bank (see prescreen.signals.logo).
+    logo_threshold: Mapped[float | None] = mapped_column(Float, nullable=True, default=None)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
     source: Mapped[str] = mapped_column(String(256), default="local")
@@ -110,3 +117,46 @@ class SignalChange(Base):
     signal_type: Mapped[str] = mapped_column(String(32))
     value: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# A change-feed row with this op says "bank <signal_id>'s settings changed": every process's
+# matcher then re-reads bank settings, which it otherwise caches (they are read on every lookup).
+BANK_CHANGED = "bank"
+
+
+class BankView:
+    """A read-only copy of a bank's columns, safe to share between threads and sessions."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        object.__setattr__(self, "_values", MappingProxyType(values))
+
+    @classmethod
+    def of(cls, bank: Bank) -> BankView:
+        return cls({column.key: getattr(bank, column.key) for column in Bank.__table__.columns})
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("BankView is read-only")
+
+
+@event.listens_for(Session, "after_flush")
+def _announce_bank_changes(session: Session, _flush_context: Any) -> None:
+    """Record every created, updated or deleted bank in the change feed, whichever code path
+    changed it, in the same transaction."""
+    dirty = [o for o in session.dirty if session.is_modified(o, include_collections=False)]
+    changed = [obj for obj in (*session.new, *dirty, *session.deleted) if isinstance(obj, Bank)]
+    if changed:
+        session.connection().execute(
+            insert(SignalChange),
+            [
+                {"signal_id": bank.id, "op": BANK_CHANGED, "signal_type": "", "value": ""}
+                for bank in changed
+            ],
+        )

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import JSON, Column, Table, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from prescreen.audit.service import record as audit_record
@@ -25,7 +26,7 @@ BANK_NAME = re.compile(BANK_NAME_PATTERN)
 LABEL = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
 VARIANT = re.compile(r"^[a-z0-9_]{1,32}$")
 NDJSON_FORMAT = "prescreen-bank/1"
-_BULK = 5000
+_BULK = 50_000
 BANK_FIELDS = (
     "description",
     "kind",
@@ -37,6 +38,7 @@ BANK_FIELDS = (
     "match_trimmed",
     "match_crops",
     "text_near_threshold",
+    "logo_threshold",
     "enabled",
     "shared",
 )
@@ -75,6 +77,11 @@ def _validate_bank_fields(fields: dict[str, Any]) -> dict[str, Any]:
         isinstance(similarity, int | float) and 0.5 <= similarity <= 1
     ):
         raise InvalidInput("text_near_threshold must be a similarity from 0.5 to 1")
+    confidence = fields.get("logo_threshold")
+    if confidence is not None and not (
+        isinstance(confidence, int | float) and 0.05 <= confidence <= 1
+    ):
+        raise InvalidInput("logo_threshold must be a confidence from 0.05 to 1")
     for share in ("vpdq_query_match_pct", "vpdq_bank_match_pct"):
         value = fields.get(share)
         if value is not None and not (isinstance(value, int | float) and 0 <= value <= 100):
@@ -160,15 +167,18 @@ class NewEntry:
     @classmethod
     def validated(cls, signals: dict[str, Any], **kwargs: Any) -> NewEntry:
         """Validate signals (and `<type>_variants`, as hashing a bank item produces them)."""
-        matchable = {k: v for k, v in signals.items() if k in all_types()}
-        kwargs["variants"] = _variants(signals, kwargs.pop("variants", None))
+        types = all_types()
+        matchable = {k: v for k, v in signals.items() if k in types}
+        variants = kwargs.pop("variants", None)
+        if variants or any(k.endswith("_variants") for k in signals):
+            kwargs["variants"] = _variants(signals, variants)
         if not matchable:
             raise InvalidInput(
                 "an entry needs at least one signal of a known type",
                 given=sorted(signals),
-                known=sorted(all_types()),
+                known=sorted(types),
             )
-        kwargs["labels"] = validate_labels(kwargs.get("labels") or [])
+        kwargs["labels"] = _labels(tuple(kwargs.get("labels") or ()))
         for key in ("note", "source"):
             if key in kwargs:
                 kwargs[key] = _clean(key, kwargs[key])
@@ -198,6 +208,12 @@ def _variants(signals: dict[str, Any], given: Any) -> dict[str, dict[str, str]]:
     return variants
 
 
+@lru_cache(maxsize=1024)
+def _labels(labels: tuple[str, ...]) -> list[str]:
+    """`validate_labels`, remembered: an import repeats the same few label sets a million times."""
+    return validate_labels(labels)
+
+
 def _clean(field_name: str, value: Any) -> str:
     try:
         return clean_text(str(value))[:2000]
@@ -212,64 +228,136 @@ def add_entries(
     added_by: str,
     return_rows: bool = True,
 ) -> list[BankEntry]:
-    """Insert entries, their signals and their change-feed rows in bulk (a million in a few
-    seconds); returns the new entries unless `return_rows` is False (large imports)."""
-    now, entry_ids = utcnow(), []
-    for start in range(0, len(entries), _BULK):
-        chunk = entries[start : start + _BULK]
-        ids = session.scalars(
-            insert(BankEntry).returning(BankEntry.id, sort_by_parameter_order=True),
-            [_entry_row(bank, new, added_by, now) for new in chunk],
-        ).all()
-        signal_rows = [
-            {"entry_id": entry_id, "signal_type": signal_type, "value": value, "variant": variant}
-            for entry_id, new in zip(ids, chunk, strict=True)
-            for signal_type, variant, value in new.signal_rows()
-        ]
-        signal_ids = session.scalars(
-            insert(EntrySignal).returning(EntrySignal.id, sort_by_parameter_order=True),
-            signal_rows,
-        ).all()
-        session.execute(
-            insert(SignalChange),
-            [
-                {"signal_id": signal_id, "op": "add", "created_at": now, **row}
-                for signal_id, row in zip(signal_ids, signal_rows, strict=True)
-            ],
-        )
-        entry_ids.extend(ids)
-    if entry_ids:
-        audit_record(
-            session,
-            added_by,
-            "bank.entries.add",
-            f"bank:{bank.name}",
-            {"entries": len(entry_ids), "first": entry_ids[0], "last": entry_ids[-1]},
-        )
+    """Insert entries, their signals and their change-feed rows in bulk: ids are reserved up
+    front and rows go through the driver's executemany (PostgreSQL: COPY), so a million entries
+    take seconds. Returns the new entries unless `return_rows` is False (large imports)."""
+    if not entries:
+        return []
+    now = utcnow()
+    entry_ids = _reserve_ids(session, BankEntry.__table__, len(entries))
+    signals = [
+        (entry_id, signal_type, variant, value)
+        for entry_id, new in zip(entry_ids, entries, strict=True)
+        for signal_type, variant, value in new.signal_rows()
+    ]
+    signal_ids = _reserve_ids(session, EntrySignal.__table__, len(signals))
+    writer = _BulkWriter(session)
+    writer.insert(BankEntry.__table__, _entry_rows(writer, bank, entries, entry_ids, added_by, now))
+    writer.insert(
+        EntrySignal.__table__,
+        {"id": signal_ids, "entry_id": [s[0] for s in signals],
+         "signal_type": [s[1] for s in signals], "variant": [s[2] for s in signals],
+         "value": [s[3] for s in signals]},
+    )  # fmt: skip
+    writer.insert(
+        SignalChange.__table__,
+        {"signal_id": signal_ids, "op": ["add"] * len(signals),
+         "signal_type": [s[1] for s in signals], "value": [s[3] for s in signals],
+         "created_at": [writer.bound(SignalChange.__table__.c.created_at, now)] * len(signals)},
+    )  # fmt: skip
+    audit_record(
+        session,
+        added_by,
+        "bank.entries.add",
+        f"bank:{bank.name}",
+        {"entries": len(entry_ids), "first": entry_ids[0], "last": entry_ids[-1]},
+    )
     if not return_rows:
         return []
     rows = session.scalars(
         select(BankEntry)
         .options(selectinload(BankEntry.signals))
-        .where(BankEntry.id.in_(entry_ids))
+        .where(BankEntry.id.in_(list(entry_ids)))
         .order_by(BankEntry.id)
     ).all()
     return list(rows)
 
 
-def _entry_row(bank: Bank, new: NewEntry, added_by: str, now: datetime) -> dict[str, Any]:
+def _entry_rows(
+    writer: _BulkWriter,
+    bank: Bank,
+    entries: Sequence[NewEntry],
+    ids: Sequence[int],
+    added_by: str,
+    now: datetime,
+) -> dict[str, list[Any]]:
+    table = BankEntry.__table__
+    labels: dict[tuple[str, ...], Any] = {}
+    for new in entries:
+        key = tuple(new.labels)
+        if key not in labels:
+            labels[key] = writer.bound(table.c.labels, list(key))
+    n = len(entries)
+    stamp = writer.bound(table.c.created_at, now)
     return {
-        "bank_id": bank.id,
-        "labels": new.labels,
-        "note": new.note,
-        "source": new.source,
-        "added_by": added_by,
-        "content_type": new.content_type,
-        "enabled": new.enabled,
-        "disabled_until": new.disabled_until,
-        "created_at": now,
-        "updated_at": now,
+        "id": list(ids),
+        "bank_id": [bank.id] * n,
+        "labels": [labels[tuple(new.labels)] for new in entries],
+        "note": [new.note for new in entries],
+        "source": [new.source for new in entries],
+        "added_by": [added_by] * n,
+        "content_type": [new.content_type for new in entries],
+        "enabled": [writer.bound(table.c.enabled, new.enabled) for new in entries],
+        "disabled_until": [
+            writer.bound(table.c.disabled_until, new.disabled_until) for new in entries
+        ],
+        "created_at": [stamp] * n,
+        "updated_at": [stamp] * n,
     }
+
+
+def _reserve_ids(session: Session, table: Table, count: int) -> Sequence[int]:
+    """`count` new primary keys for `table`, taken before inserting so rows can refer to each
+    other. SQLite: the write lock is held (transactions begin immediate), so max + 1 onwards is
+    free; PostgreSQL: drawn from the table's sequence."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        sequence = conn.exec_driver_sql(
+            f"SELECT pg_get_serial_sequence('{table.name}', 'id')"
+        ).scalar_one()
+        drawn = conn.exec_driver_sql(
+            f"SELECT nextval('{sequence}') FROM generate_series(1, {int(count)})"
+        )
+        return [row[0] for row in drawn]
+    start = (conn.execute(select(func.max(table.c.id))).scalar() or 0) + 1
+    return range(start, start + count)
+
+
+class _BulkWriter:
+    """Rows straight to the driver, values already in the database's form."""
+
+    def __init__(self, session: Session) -> None:
+        self.conn = session.connection()
+        self.dialect = self.conn.dialect
+        self._processors: dict[Column, Any] = {}
+
+    def bound(self, column: Column, value: Any) -> Any:
+        """`value` as the driver receives it for `column` (JSON text, UTC timestamps...)."""
+        if value is None:
+            return None
+        if self.dialect.name == "postgresql" and isinstance(column.type, JSON):
+            from psycopg.types.json import Jsonb  # COPY would write a list as an array
+
+            return Jsonb(value)
+        if column not in self._processors:
+            impl = column.type.dialect_impl(self.dialect)  # e.g. SQLite's own timestamp text
+            self._processors[column] = impl.bind_processor(self.dialect)
+        processor = self._processors[column]
+        return processor(value) if processor else value
+
+    def insert(self, table: Table, columns: dict[str, list[Any]]) -> None:
+        names = list(columns)
+        rows = list(zip(*columns.values(), strict=True))
+        if self.dialect.name == "postgresql":
+            cursor = self.conn.connection.driver_connection.cursor()
+            with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        marks = ", ".join("?" for _ in names)
+        sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})"
+        for start in range(0, len(rows), _BULK):
+            self.conn.exec_driver_sql(sql, rows[start : start + _BULK])
 
 
 def _record_changes(session: Session, signals: Iterable[EntrySignal], op: str) -> None:
@@ -383,6 +471,7 @@ def bank_to_dict(bank: Bank, entry_count: int | None = None) -> dict[str, Any]:
         "match_trimmed": bank.match_trimmed,
         "match_crops": bank.match_crops,
         "text_near_threshold": bank.text_near_threshold,
+        "logo_threshold": bank.logo_threshold,
         "enabled": bank.enabled,
         "shared": bank.shared,
         "source": bank.source,
@@ -466,18 +555,24 @@ def _parse_time(value: Any) -> datetime:
     return parsed
 
 
-def import_lines(
-    session: Session,
-    bank: Bank,
+Progress = Callable[[int], None]
+
+
+def validate_lines(
     lines: Iterable[str],
-    parse,
-    added_by: str,
+    parse: Callable[[str, str], NewEntry | None],
     source: str,
     skip_invalid: bool = False,
-) -> ImportReport:
-    """Validate every line first; unless `skip_invalid`, one bad line rejects the whole file."""
+    progress: Progress | None = None,
+) -> tuple[list[NewEntry], ImportReport]:
+    """Parse and validate every line before anything is written; unless `skip_invalid`, one
+    bad line rejects the whole file (each bad line is named by its number). `progress` is
+    called with the count of lines read, every 10,000 lines."""
     report, valid = ImportReport(), []
+    number = 0
     for number, line in enumerate(lines, start=1):
+        if progress is not None and number % 10_000 == 0:
+            progress(number)
         if not line.strip():
             continue
         try:
@@ -487,14 +582,28 @@ def import_lines(
             continue
         if entry is not None:
             valid.append(entry)
+    if progress is not None:
+        progress(number)
     if report.errors and not skip_invalid:
         raise InvalidInput(
             f"{len(report.errors)} invalid line(s); nothing was imported "
             "(fix them, or skip them with --skip-invalid / skip_invalid=true)",
             errors=report.errors[:100],
         )
-    add_entries(session, bank, valid, added_by, return_rows=False)
     report.added, report.skipped = len(valid), len(report.errors)
+    return valid, report
+
+
+def write_import(
+    session: Session,
+    bank: Bank,
+    valid: Sequence[NewEntry],
+    report: ImportReport,
+    added_by: str,
+    source: str,
+) -> ImportReport:
+    """Store validated entries in the caller's transaction (all of them or, on error, none)."""
+    add_entries(session, bank, valid, added_by, return_rows=False)
     audit_record(
         session,
         added_by,
@@ -503,6 +612,21 @@ def import_lines(
         {"added": report.added, "skipped": report.skipped, "source": source},
     )
     return report
+
+
+def import_lines(
+    session: Session,
+    bank: Bank,
+    lines: Iterable[str],
+    parse: Callable[[str, str], NewEntry | None],
+    added_by: str,
+    source: str,
+    skip_invalid: bool = False,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Validate every line, then store them all in the caller's transaction."""
+    valid, report = validate_lines(lines, parse, source, skip_invalid, progress)
+    return write_import(session, bank, valid, report, added_by, source)
 
 
 def parse_hma_csv_row(line: str, source: str) -> NewEntry | None:

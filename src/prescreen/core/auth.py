@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -13,7 +15,7 @@ from enum import StrEnum
 from sqlalchemy import String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from prescreen.core.db import Base, UTCDateTime, utcnow
+from prescreen.core.db import Base, Database, UTCDateTime, utcnow
 from prescreen.core.errors import Forbidden, InvalidInput, Unauthorized
 
 KEY_PREFIX = "psk"
@@ -91,6 +93,46 @@ def authenticate(session: Session, presented: str | None) -> Actor:
     return Actor(key_id=row.key_id, name=row.name, role=Role(row.role))
 
 
+class VerifiedKeys:
+    """API keys verified in the last `ttl` seconds, so the hot path does not read the database
+    on every request. Only successes are kept, under the SHA-256 of the presented key."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._actors: dict[str, tuple[Actor, float]] = {}
+
+    def get(self, presented: str, ttl: float) -> Actor | None:
+        with self._lock:
+            found = self._actors.get(_hash_secret(presented))
+        if found is None or time.monotonic() - found[1] > ttl:
+            return None
+        return found[0]
+
+    def put(self, presented: str, actor: Actor) -> None:
+        with self._lock:
+            if len(self._actors) > 10_000:
+                self._actors.clear()
+            self._actors[_hash_secret(presented)] = (actor, time.monotonic())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._actors.clear()
+
+
+VERIFIED_KEYS = VerifiedKeys()
+
+
+def authenticate_cached(db: Database, presented: str | None, ttl: float) -> Actor:
+    """`authenticate`, reusing a verification made in the last `ttl` seconds."""
+    if presented and ttl > 0 and (actor := VERIFIED_KEYS.get(presented, ttl)) is not None:
+        return actor
+    with db.session(readonly=True) as session:
+        actor = authenticate(session, presented)
+    if ttl > 0:
+        VERIFIED_KEYS.put(presented or "", actor)
+    return actor
+
+
 def check_role(actor: Actor, allowed: frozenset[Role]) -> None:
     """Admins may do everything; others only what the route allows."""
     if actor.role is Role.admin or actor.role in allowed:
@@ -106,6 +148,7 @@ def revoke_api_key(session: Session, key_id: str, actor: str = "cli") -> bool:
     if row is None:
         return False
     row.revoked_at = utcnow()
+    VERIFIED_KEYS.clear()
     from prescreen.audit.service import record
 
     record(session, actor, "apikey.revoke", f"apikey:{key_id}", {"role": row.role})

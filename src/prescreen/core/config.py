@@ -21,8 +21,14 @@ class Settings(BaseSettings):
     port: int = 8000
     log_level: str = "INFO"
     log_json: bool = True
+    # PostgreSQL connection pool, per process (see docs/operations.md).
+    db_pool_size: int = Field(10, ge=1)
+    db_max_overflow: int = Field(10, ge=0)
+    db_pool_timeout_seconds: float = Field(10.0, gt=0, description="Wait for a free connection")
+    db_pool_recycle_seconds: int = Field(1800, description="Reopen connections older than this")
 
     max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0)
+    max_import_bytes: int = Field(1024 * 1024 * 1024, gt=0, description="Bank import bodies")
     max_image_pixels: int = Field(100_000_000, gt=0)
     max_text_chars: int = Field(100_000, gt=0)
     max_url_chars: int = Field(8_192, gt=0)
@@ -34,10 +40,35 @@ class Settings(BaseSettings):
     # "off" skips them. Explicit per-head thresholds override either.
     classifier_policy: Literal["review", "model", "off"] = "review"
     classifier_thresholds: dict[str, dict[str, float]] = Field(default_factory=dict)
+    # Looking inside images and video frames (prescreen.screening.media_steps): OCR of captions
+    # and logo banks, each within a time budget; an overrun is decided without that step.
+    ocr_enabled: bool = True
+    ocr_languages: str = Field("eng+ara", pattern=r"^[a-z_]{3,16}(\+[a-z_]{3,16}){0,4}$")
+    ocr_budget_ms: float = Field(250.0, gt=0, description="OCR step's time budget per upload")
+    logo_enabled: bool = True
+    logo_budget_ms: float = Field(200.0, gt=0, description="Logo step's time budget per upload")
 
+    web_workers: int = Field(
+        0, ge=0, description="HTTP worker processes started by `serve`; 0 = one per core"
+    )
+    request_threads: int = Field(4, ge=1, description="Threads per HTTP worker for blocking work")
     workers_in_process: int = Field(1, ge=0, description="Job workers started by `serve`")
+    # A verified API key is trusted for this long without a database read; a revocation made
+    # in another process takes at most this long to apply (0 checks every request).
+    auth_cache_seconds: float = Field(5.0, ge=0)
     job_lease_seconds: float = Field(60.0, gt=0, description="A silent worker loses its job after")
     webhook_allow_private: bool = False
+
+    # Retro-scans (prescreen.screening.retroscan): stored signals of allowed content against
+    # entries banks gain. "policy" acts as the bank says (block: take down, hold: hold);
+    # "hold" only holds for review.
+    retroscan_interval_seconds: float = Field(
+        30.0, ge=0, description="Look for new bank entries this often (0: only on demand)"
+    )
+    retroscan_action: Literal["policy", "hold"] = "policy"
+    retroscan_lookback_days: float | None = Field(
+        None, gt=0, description="Only contents screened this recently (default: all)"
+    )
 
     # Review (prescreen.review): SLAs per priority, claims, strikes, banks fed by decisions, UI.
     review_sla_critical_hours: float = Field(1.0, gt=0, description="CSAM, imminent threat")

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from prescreen.core.errors import PrescreenError
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -48,13 +55,15 @@ def utcnow() -> datetime:
 
 
 READONLY = "prescreen_readonly"
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool: PoolOptions | None = None) -> Engine:
     """Create an engine; SQLite gets WAL, foreign keys and a busy timeout (CLI + server)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -64,7 +73,50 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    pool = pool or PoolOptions.from_settings()
+    # pre_ping tests each pooled connection as it is checked out, so connections that a
+    # database restart broke are replaced instead of failing the next request.
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=pool.size,
+        max_overflow=pool.max_overflow,
+        pool_timeout=pool.timeout_seconds,
+        pool_recycle=pool.recycle_seconds,
+    )
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """Connections each process keeps (size) and may add under bursts (max_overflow); with
+    N processes the database needs N * (size + max_overflow) connections at most."""
+
+    size: int = 10
+    max_overflow: int = 10
+    timeout_seconds: float = 10.0
+    recycle_seconds: int = 1800
+
+    @classmethod
+    def from_settings(cls) -> PoolOptions:
+        from prescreen.core.config import get_settings
+
+        cfg = get_settings()
+        return cls(
+            cfg.db_pool_size, cfg.db_max_overflow, cfg.db_pool_timeout_seconds,
+            cfg.db_pool_recycle_seconds,
+        )  # fmt: skip
+
+
+class DatabaseUnavailable(PrescreenError):
+    """The database could not be reached or dropped the connection; the work was rolled back
+    (unless `committing`, when it may or may not have been stored) and may be retried."""
+
+    status_code = 503
+    code = "database_unavailable"
+
+    def __init__(self, message: str, committing: bool = False) -> None:
+        super().__init__(message)
+        self.committing = committing
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -91,9 +143,9 @@ def _sqlite_begin_immediate(connection) -> None:
 class Database:
     """One engine and its session factory; `session()` commits on success, rolls back on error."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool: PoolOptions | None = None) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pool)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.readonly_sessions = sessionmaker(
             self.engine.execution_options(**{READONLY: True}), expire_on_commit=False
@@ -103,14 +155,51 @@ class Database:
     def session(self, readonly: bool = False) -> Iterator[Session]:
         """A transaction; `readonly` ones must not write (on SQLite they take no write lock)."""
         session = (self.readonly_sessions if readonly else self.sessions)()
+        committing = False
         try:
             yield session
+            committing = True
             session.commit()
+        except OperationalError as exc:
+            _rollback_quietly(session)
+            if self.engine.dialect.name != "sqlite":
+                message = "the database is unavailable; try again shortly"
+            elif "locked" in str(exc.orig) or "busy" in str(exc.orig):
+                message = "the database is busy (SQLite has one writer); try again shortly"
+            else:
+                raise
+            raise DatabaseUnavailable(message, committing=committing) from exc
         except BaseException:
             session.rollback()
             raise
         finally:
             session.close()
 
+    def retrying(
+        self, work: Callable[[Session], T], attempts: int = 5, idempotent: bool = False
+    ) -> T:
+        """Run `work` in a transaction, again (after 0.2, 0.4, 0.8 ... s) when the database
+        was unreachable. A failure while committing is retried only for `idempotent` work,
+        since the first commit may have been stored."""
+        for attempt in range(attempts):
+            try:
+                with self.session() as session:
+                    return work(session)
+            except DatabaseUnavailable as exc:
+                busy_sqlite = self.engine.dialect.name == "sqlite"  # it already waited 30 s
+                if attempt == attempts - 1 or busy_sqlite or (exc.committing and not idempotent):
+                    raise
+                log.warning("database unavailable; retrying", extra={"attempt": attempt + 1})
+                time.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _rollback_quietly(session: Session) -> None:
+    """Roll back after a lost connection (which may itself fail: the connection is gone)."""
+    try:
+        session.rollback()
+    except Exception:
+        log.debug("rollback after a lost connection failed", exc_info=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from prescreen.core.auth import Actor, Role, authenticate, check_role
+from prescreen.core.auth import VERIFIED_KEYS, Actor, Role, authenticate_cached, check_role
 from prescreen.core.config import Settings
 from prescreen.core.db import Database
 from prescreen.matching.service import Matcher
@@ -17,15 +18,15 @@ bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer psk_..
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     return request.app.state.db
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_matcher(request: Request) -> Matcher:
+async def get_matcher(request: Request) -> Matcher:
     return request.app.state.matcher
 
 
@@ -34,18 +35,24 @@ def get_session(db: Database = Depends(get_db)) -> Iterator[Session]:
         yield session
 
 
-def require(*roles: Role) -> Callable[..., Actor]:
-    """A dependency that authenticates the caller and checks its role (admins pass everywhere)."""
+def require(*roles: Role) -> Callable[..., Awaitable[Actor]]:
+    """A dependency that authenticates the caller and checks its role (admins pass everywhere).
+
+    It runs on the event loop: a key verified moments ago is answered from memory, and only a
+    new one costs a database read, in the thread pool."""
     allowed = frozenset(roles)
 
-    def dependency(
-        db: Database = Depends(get_db),
+    async def dependency(
+        request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
         header_key: str | None = Depends(api_key_header),
     ) -> Actor:
         presented = credentials.credentials if credentials else header_key
-        with db.session(readonly=True) as session:
-            actor = authenticate(session, presented)
+        state = request.app.state
+        ttl = state.settings.auth_cache_seconds
+        actor = VERIFIED_KEYS.get(presented, ttl) if presented and ttl > 0 else None
+        if actor is None:
+            actor = await run_in_threadpool(authenticate_cached, state.db, presented, ttl)
         check_role(actor, allowed)
         return actor
 

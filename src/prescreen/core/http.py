@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 
@@ -34,22 +35,27 @@ def error_body(code: str, message: str, **detail) -> dict:
     return {"error": body}
 
 
+IMPORT_PATH = re.compile(r"^/v1/banks/[^/]+/import$")
+
+
 class BodyTooLarge(Exception):
     pass
 
 
 class BodySizeLimit:
-    """Refuse request bodies over the limit, by Content-Length or while streaming, with a 413."""
+    """Refuse request bodies over the limit, by Content-Length or while streaming, with a 413.
+    Bank imports (whole hash lists) have their own, larger limit."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, max_import_bytes: int) -> None:
+        self.app, self.default_max, self.import_max = app, max_bytes, max_import_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        max_bytes = self.import_max if IMPORT_PATH.match(scope["path"]) else self.default_max
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            return await self._refuse(send)
+        if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+            return await self._refuse(send, max_bytes)
         received, started = 0, False
 
         async def limited_receive() -> Message:
@@ -57,7 +63,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     raise BodyTooLarge
             return message
 
@@ -70,14 +76,14 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(send, max_bytes)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, max_bytes: int) -> None:
         body = json.dumps(
             error_body(
                 "payload_too_large",
-                f"request body is over the limit of {self.max_bytes:,} bytes",
-                max_bytes=self.max_bytes,
+                f"request body is over the limit of {max_bytes:,} bytes",
+                max_bytes=max_bytes,
             )
         ).encode()
         await send(
@@ -90,7 +96,44 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def install(app: FastAPI, max_upload_bytes: int) -> None:
+class Observe:
+    """Metrics and an access log line per request (plain ASGI: no per-request task or body
+    re-streaming, which Starlette's decorator middleware would add to every call)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            REQUESTS.labels(scope["method"], route, str(status)).inc()
+            LATENCY.labels(scope["method"], route).observe(elapsed)
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "route": route,
+                        "status": status,
+                        "ms": round(elapsed * 1000, 2),
+                    },
+                )
+
+
+def install(app: FastAPI, max_upload_bytes: int, max_import_bytes: int) -> None:
     """Error handlers, metrics and logging middleware, and the size cap (outermost)."""
 
     @app.exception_handler(PrescreenError)
@@ -132,23 +175,7 @@ def install(app: FastAPI, max_upload_bytes: int) -> None:
             status_code=500,
         )
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        elapsed = time.perf_counter() - started
-        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        LATENCY.labels(request.method, route).observe(elapsed)
-        log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "route": route,
-                "status": response.status_code,
-                "ms": round(elapsed * 1000, 2),
-            },
-        )
-        return response
-
-    app.add_middleware(BodySizeLimit, max_bytes=max_upload_bytes + 64 * 1024)
+    app.add_middleware(Observe)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=max_upload_bytes + 64 * 1024, max_import_bytes=max_import_bytes
+    )

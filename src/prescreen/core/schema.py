@@ -20,11 +20,14 @@ def import_all_models() -> None:
     from prescreen.audit import models as _audit  # noqa: F401
     from prescreen.banks import models as _banks  # noqa: F401
     from prescreen.core import auth as _auth  # noqa: F401
+    from prescreen.exchange import models as _exchange  # noqa: F401
     from prescreen.franking import models as _franking  # noqa: F401
     from prescreen.jobs import models as _jobs  # noqa: F401
     from prescreen.legal import models as _legal  # noqa: F401
     from prescreen.review import models as _review  # noqa: F401
     from prescreen.screening import models as _screening  # noqa: F401
+    from prescreen.screening import retroscan_models as _retroscan  # noqa: F401
+    from prescreen.transparency import models as _transparency  # noqa: F401
     from prescreen.webhooks import models as _webhooks  # noqa: F401
 
 

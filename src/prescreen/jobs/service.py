@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from prescreen.jobs.models import Job, JobBlob, JobStatus
 log = logging.getLogger(__name__)
 JOBS = Counter("prescreen_jobs_total", "Jobs finished", ["kind", "status"])
 DEFAULT_LEASE = timedelta(seconds=60)
+REARM_SECONDS = 60.0
 
 
 class PermanentJobError(PrescreenError):
@@ -158,8 +160,9 @@ class Worker:
             and_(Job.status == JobStatus.running.value, Job.lease_expires_at < now),
         )
         candidate = select(Job.id).where(due).order_by(Job.run_after).limit(1)
-        if self.kinds:
-            candidate = candidate.where(Job.kind.in_(self.kinds))
+        # Only kinds this process can run: a worker built without some domain must leave its
+        # jobs to the processes that have it, not fail them.
+        candidate = candidate.where(Job.kind.in_(self.kinds or sorted(_HANDLERS)))
         candidate = candidate.with_for_update(skip_locked=True).scalar_subquery()
         with self.db.session() as session:
             job = session.scalars(
@@ -264,13 +267,29 @@ class Worker:
 
     def run_forever(self, poll_seconds: float = 0.5) -> None:
         log.info("worker started", extra={"worker": self.name, "kinds": self.kinds})
+        next_arming = 0.0
         while not self._stop.is_set():
+            if time.monotonic() >= next_arming:
+                self.arm_periodic()
+                next_arming = time.monotonic() + REARM_SECONDS
             try:
                 if not self.run_one():
                     self._stop.wait(poll_seconds)
             except Exception:
                 log.exception("worker loop error; retrying")
                 self._stop.wait(poll_seconds * 4)
+
+    def arm_periodic(self) -> None:
+        """Make sure every scheduled kind has its next run queued. A run queues the next one
+        when it finishes, so a run that died (out of attempts during a database outage, say)
+        would end its chain; workers re-arm once a minute, and the slot's unique key keeps
+        each slot to one job however many workers do it."""
+        settings = self.context.get("settings")
+        if settings is None:
+            return
+        from prescreen.audit.periodic import arm_all
+
+        arm_all(self.db, settings)
 
     def stop(self) -> None:
         self._stop.set()

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.orm import Session
 
 from prescreen.core.auth import Actor, Role
-from prescreen.core.deps import get_matcher, get_session, require
+from prescreen.core.db import Database
+from prescreen.core.deps import get_db, get_matcher, require
 from prescreen.core.validation import BANK_NAME_PATTERN
 from prescreen.matching.service import Matcher
 from prescreen.signals.registry import normalize_signals
@@ -29,12 +30,16 @@ class LookupRequest(BaseModel):
 
 
 @router.post("/lookup", summary="Bank entries matching the given signals, at each bank's threshold")
-def lookup(
+async def lookup(
     body: LookupRequest,
     _actor: Actor = Depends(require(Role.integrator, Role.moderator, Role.lead)),
-    session: Session = Depends(get_session),
+    db: Database = Depends(get_db),
     matcher: Matcher = Depends(get_matcher),
 ) -> dict:
-    signals = normalize_signals(body.signals)
-    matches = matcher.lookup(session, signals, banks=body.banks)
-    return {"matches": [m.to_dict() for m in matches]}
+    def run() -> dict:
+        signals = normalize_signals(body.signals)
+        with db.session(readonly=True) as session:
+            matches = matcher.lookup(session, signals, banks=body.banks)
+        return {"matches": [m.to_dict() for m in matches]}
+
+    return await run_in_threadpool(run)

@@ -60,6 +60,11 @@ class PDQHashIndex:
     def __init__(self, index: PDQIndex | None = None) -> None:
         self.index = index or PDQIndex()
 
+    @classmethod
+    def built(cls, ids: Sequence[int], values: Sequence[str]) -> PDQHashIndex:
+        """Bulk-built from many rows at once (far faster and leaner than adding them)."""
+        return cls(PDQIndex.build(hex_to_words(values), np.asarray(ids, dtype=np.int64)))
+
     def add(self, ids: Sequence[int], values: Sequence[str]) -> None:
         if len(ids):
             self.index.add(hex_to_words(values), np.asarray(ids, dtype=np.int64))
@@ -87,6 +92,10 @@ def make_index(index_kind: str) -> SignalIndex:
         from prescreen.matching.video_index import VideoIndex
 
         return VideoIndex()
+    if index_kind == "logo":
+        from prescreen.matching.logo_index import LogoIndex
+
+        return LogoIndex()
     if index_kind == "minhash":
         from prescreen.matching.minhash_index import MinHashIndex
 

@@ -7,31 +7,74 @@ by all of them without reloading whole indexes.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from prescreen.banks.models import Bank, BankEntry, EntrySignal, SignalChange
+from prescreen.banks.models import (
+    BANK_CHANGED,
+    Bank,
+    BankEntry,
+    BankView,
+    EntrySignal,
+    SignalChange,
+)
 from prescreen.core.db import utcnow
 from prescreen.core.errors import NotFound
+from prescreen.matching.feed import FeedCursor
 from prescreen.matching.index import PDQHashIndex, SignalIndex, make_index
 from prescreen.matching.pdq_index import PDQIndex
 from prescreen.signals.registry import all_types
 
 log = logging.getLogger(__name__)
 _FETCH_CHUNK = 500
+_RECENT_CHANGES = 10_000
 PDQ = "pdq"
 ORIGINAL = "original"
+# More changes than this since the snapshot (and more than it holds): rebuild in bulk instead
+# of replaying them one by one.
+REBUILD_BEYOND = 100_000
+# More pending changes than this: take them from (or make) a shared snapshot.
+CATCH_UP = 50_000
+# Built once: every lookup runs it, and building a statement costs more than running it.
+_CHANGES_AFTER = (
+    select(SignalChange.id, SignalChange.op, SignalChange.signal_type,
+           SignalChange.signal_id, SignalChange.value)
+    .where(SignalChange.id > bindparam("cursor"))
+    .order_by(SignalChange.id)
+)  # fmt: skip
+_OTHER_CHANGES_BETWEEN = (
+    select(SignalChange.id, SignalChange.op, SignalChange.signal_type,
+           SignalChange.signal_id, SignalChange.value)
+    .where(SignalChange.id > bindparam("after"), SignalChange.id <= bindparam("upto"),
+           SignalChange.signal_type != PDQ)
+    .order_by(SignalChange.id)
+)  # fmt: skip
+
+
+@contextmanager
+def _file_lock(folder: Path) -> Iterator[None]:
+    """One process at a time writes (or waits for) the snapshot in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -56,6 +99,16 @@ class Match:
         return {**asdict(self), "label": self.label}
 
 
+MatchAnnotator = Callable[[Session, list[Match]], list[Match]]
+_annotators: list[MatchAnnotator] = []
+
+
+def match_annotator(fn: MatchAnnotator) -> MatchAnnotator:
+    """Register a function that adds to matches (e.g. exchange provenance) after every lookup."""
+    _annotators.append(fn)
+    return fn
+
+
 class Matcher:
     """Indexes for every registered signal type; thread-safe.
 
@@ -67,7 +120,9 @@ class Matcher:
     def __init__(self, snapshot_dir: Path | None = None) -> None:
         self._lock = threading.RLock()
         self._indexes: dict[str, SignalIndex] = {}
-        self._cursor = 0
+        self._feed = FeedCursor()
+        self._banks: dict[int, BankView] | None = None
+        self._banks_generation = 0
         self.loaded = False
         self.snapshot_dir = snapshot_dir
 
@@ -85,6 +140,7 @@ class Matcher:
             cursor = session.scalar(select(func.max(SignalChange.id))) or 0
             snapshot = self._load_snapshot(cursor)
             self._indexes = {}
+            self._forget_banks()
             query = select(EntrySignal.id, EntrySignal.signal_type, EntrySignal.value)
             if snapshot is not None:
                 query = query.where(EntrySignal.signal_type != PDQ)
@@ -96,16 +152,20 @@ class Matcher:
                 values.append(value)
                 count += 1
             for signal_type, (ids, values) in by_type.items():
-                self._index(signal_type).add(ids, values)
+                if signal_type == PDQ:
+                    self._indexes[PDQ] = PDQHashIndex.built(ids, values)
+                else:
+                    self._index(signal_type).add(ids, values)
             self.loaded = True
             if snapshot is not None:
-                self._indexes[PDQ], self._cursor = snapshot
+                self._indexes[PDQ] = snapshot[0]
+                self._feed = _feed_at(session, snapshot[1])
                 applied = self.sync(session)
                 log.info(
                     "indexes loaded", extra={"snapshot_cursor": snapshot[1], "applied": applied}
                 )
                 return
-            self._cursor = cursor
+            self._feed = _feed_at(session, cursor)
             log.info("indexes rebuilt", extra={"signals": count, "cursor": cursor})
         self.save_snapshot()
 
@@ -115,25 +175,37 @@ class Matcher:
         if self.snapshot_dir is None or not (self.snapshot_dir / "pdq.json").is_file():
             return None
         try:
-            cursor = json.loads((self.snapshot_dir / "pdq.json").read_text())["cursor"]
+            marker = json.loads((self.snapshot_dir / "pdq.json").read_text())
+            cursor, signals = marker["cursor"], marker.get("signals", 0)
             if not isinstance(cursor, int) or cursor > db_cursor:
                 log.warning("index snapshot is stale; rebuilding", extra={"cursor": cursor})
+                return None
+            if db_cursor - cursor > max(REBUILD_BEYOND, signals):
+                log.info("many changes since the index snapshot; rebuilding")
                 return None
             return PDQHashIndex(PDQIndex.load(self.snapshot_dir / "pdq")), cursor
         except (OSError, ValueError, KeyError) as exc:
             log.warning("index snapshot unreadable; rebuilding", extra={"error": str(exc)})
             return None
 
-    def save_snapshot(self) -> bool:
-        """Save the PDQ index with the feed position it reflects (atomic per file)."""
+    def save_snapshot(self, compact: bool = False) -> bool:
+        """Save the PDQ index with the feed position it reflects (atomic per file); `compact`
+        first folds recent additions into the main index, so loaders map all of it."""
         if self.snapshot_dir is None:
             return False
+        with _file_lock(self.snapshot_dir):
+            return self._save_snapshot_locked(compact)
+
+    def _save_snapshot_locked(self, compact: bool) -> bool:
+        assert self.snapshot_dir is not None
         with self._lock:
-            index, cursor = self._indexes.get(PDQ), self._cursor
+            index, cursor = self._indexes.get(PDQ), self._feed.position
             if not isinstance(index, PDQHashIndex):
                 return False
+            if compact:
+                index.index.wait_for_compaction()
+                index.index.compact()
             try:
-                self.snapshot_dir.mkdir(parents=True, exist_ok=True)
                 index.index.save(self.snapshot_dir / "pdq")
                 marker = self.snapshot_dir / "pdq.json.tmp"
                 marker.write_text(json.dumps({"cursor": cursor, "signals": len(index)}))
@@ -146,28 +218,99 @@ class Matcher:
 
     def sync(self, session: Session) -> int:
         """Apply changes recorded since the last sync, in batches of consecutive same-kind
-        changes (a million-row import applies in seconds); returns how many were applied."""
-        with self._lock:
-            if not self.loaded:
-                self.rebuild(session)
-                return 0
-            rows = session.execute(
-                select(SignalChange.id, SignalChange.op, SignalChange.signal_type,
-                       SignalChange.signal_id, SignalChange.value)
-                .where(SignalChange.id > self._cursor)
-                .order_by(SignalChange.id)
-            ).yield_per(50_000)  # fmt: skip
-            applied = 0
-            for (op, signal_type), batch in groupby(rows, key=lambda r: (r.op, r.signal_type)):
-                batch = list(batch)
-                index = self._index(signal_type)
-                if op == "add":
-                    index.add([r.signal_id for r in batch], [r.value for r in batch])
+        changes (a million-row import applies in seconds); returns how many were applied.
+
+        The feed is read without holding the matcher's lock (a thread waiting on the database
+        must never block lookups, nor wait on a thread that holds the database), then applied
+        under it; rows another thread applied meanwhile are skipped."""
+        if not self.loaded:
+            with self._lock:
+                if not self.loaded:
+                    self.rebuild(session)
+                    return 0
+        # Core, not ORM, execution: this runs before every lookup, mostly to find nothing.
+        result = session.connection().execute(*self._pending()).yield_per(CATCH_UP)
+        applied = 0
+        for number, chunk in enumerate(result.partitions()):
+            if number == 0 and len(chunk) == CATCH_UP and self.snapshot_dir is not None:
+                result.close()
+                return self._catch_up(session)
+            applied += self._apply(chunk)
+        return applied
+
+    def _pending(self) -> tuple[Any, dict[str, int]]:
+        """Changes not applied yet: after the position, or in a hole the feed had below it."""
+        if not self._feed.gaps:
+            return _CHANGES_AFTER, {"cursor": self._feed.position}
+        statement = (
+            select(SignalChange.id, SignalChange.op, SignalChange.signal_type,
+                   SignalChange.signal_id, SignalChange.value)
+            .where(self._feed.pending(SignalChange.id))
+            .order_by(SignalChange.id)
+        )  # fmt: skip
+        return statement, {}
+
+    def _apply(self, rows: Iterable[Any]) -> int:
+        """Apply rows under the lock; rows another thread applied meanwhile are skipped."""
+        applied = 0
+        for (op, signal_type), group in groupby(rows, key=lambda r: (r.op, r.signal_type)):
+            with self._lock:
+                batch = [r for r in group if self._feed.wants(r.id)]
+                if not batch:
+                    continue
+                if op == BANK_CHANGED:
+                    self._forget_banks()
+                elif op == "add":
+                    self._index(signal_type).add(
+                        [r.signal_id for r in batch], [r.value for r in batch]
+                    )
                 else:
-                    index.remove([r.signal_id for r in batch])
-                self._cursor = batch[-1].id
+                    self._index(signal_type).remove([r.signal_id for r in batch])
+                self._feed.advance(r.id for r in batch)
                 applied += len(batch)
+        return applied
+
+    def _catch_up(self, session: Session) -> int:
+        """Many changes at once (a bulk import). Rather than every process on the host building
+        its own copy of the grown index, the first one applies them and saves a snapshot, and
+        every process (that one included) maps the snapshot: the index is in memory once."""
+        assert self.snapshot_dir is not None
+        with _file_lock(self.snapshot_dir):
+            newest = session.scalar(select(func.max(SignalChange.id))) or 0
+            snapshot = self._load_snapshot(newest)
+            if snapshot is not None and snapshot[1] > self._feed.position:
+                index, cursor = snapshot
+                others = {"after": self._feed.position, "upto": cursor}
+                applied = self._apply(session.execute(_OTHER_CHANGES_BETWEEN, others))
+                with self._lock:
+                    self._indexes[PDQ] = index
+                    if cursor > self._feed.position:
+                        self._feed = _feed_at(session, cursor)
+                return applied + self._apply(session.execute(*self._pending()).yield_per(CATCH_UP))
+            applied = self._apply(session.execute(*self._pending()).yield_per(CATCH_UP))
+            if self._save_snapshot_locked(compact=True):
+                mapped = PDQHashIndex(PDQIndex.load(self.snapshot_dir / "pdq"))
+                with self._lock:
+                    self._indexes[PDQ] = mapped
             return applied
+
+    def _forget_banks(self) -> None:
+        with self._lock:
+            self._banks = None
+            self._banks_generation += 1
+
+    def banks(self, session: Session) -> dict[int, BankView]:
+        """Every bank's settings by id, cached until the change feed says a bank changed (bank
+        settings are read on every lookup and change rarely)."""
+        with self._lock:
+            cached, generation = self._banks, self._banks_generation
+        if cached is not None:
+            return cached
+        views = {bank.id: BankView.of(bank) for bank in session.scalars(select(Bank))}
+        with self._lock:
+            if self._banks_generation == generation:
+                self._banks = views
+        return views
 
     def size(self) -> dict[str, int]:
         with self._lock:
@@ -185,12 +328,13 @@ class Matcher:
         bank allows it, one of their `variants`: rotations, trimmed borders) at its threshold."""
         self.sync(session)
         now = now or utcnow()
-        query = select(Bank).where(Bank.enabled.is_(True))
+        known = self.banks(session)
+        live_banks = {i: bank for i, bank in known.items() if bank.enabled}
         if banks is not None:
-            query = query.where(Bank.name.in_(list(banks)))
-        live_banks = {bank.id: bank for bank in session.scalars(query)}
-        if banks is not None:
-            _require_banks_exist(session, set(banks))
+            wanted = set(banks)
+            if missing := sorted(wanted - {bank.name for bank in known.values()}):
+                raise NotFound(f"no bank named {', '.join(map(repr, missing))}", banks=missing)
+            live_banks = {i: bank for i, bank in live_banks.items() if bank.name in wanted}
         if not live_banks:
             return []
         max_radius = max(bank.pdq_threshold for bank in live_banks.values())
@@ -203,13 +347,16 @@ class Matcher:
                 index = self._indexes.get(signal_type)
                 for signal_id, score in index.search(value, max_radius) if index else ():
                     candidates[signal_id].append(Candidate(signal_type, score, variant, quality))
-        return self._resolve(session, candidates, live_banks, now)
+        matches = self._resolve(session, candidates, live_banks, now)
+        for annotate in _annotators:
+            matches = annotate(session, matches)
+        return matches
 
     def _resolve(
         self,
         session: Session,
         candidates: dict[int, list[Candidate]],
-        live_banks: dict[int, Bank],
+        live_banks: dict[int, BankView],
         now: datetime,
     ) -> list[Match]:
         matches: dict[int, Match] = {}
@@ -256,6 +403,23 @@ class Matcher:
         return sorted(matches.values(), key=lambda m: (m.distance, m.bank, m.entry))
 
 
+def _feed_at(session: Session, position: int) -> FeedCursor:
+    """A feed cursor at `position` that will still read the recent changes below it that are
+    not committed yet (holes in the ids); re-applying one that was loaded is harmless."""
+    start = max(0, position - _RECENT_CHANGES)
+    ids = session.scalars(
+        select(SignalChange.id)
+        .where(SignalChange.id > start, SignalChange.id <= position)
+        .order_by(SignalChange.id)
+    )
+    feed = FeedCursor(start)
+    feed.advance(ids)
+    if feed.position < position:  # the newest ids themselves are not visible yet
+        feed.gaps.append([feed.position + 1, position, time.time()])
+        feed.position = position
+    return feed
+
+
 @dataclass(frozen=True)
 class Candidate:
     """An index hit: which signal type, its score, and which query variant found it."""
@@ -269,7 +433,7 @@ class Candidate:
 DIHEDRAL = ("rot90", "rot180", "rot270", "flip_h", "flip_v", "transpose", "transverse")
 
 
-def variant_allowed(bank: Bank, query_variant: str, bank_variant: str) -> bool:
+def variant_allowed(bank: BankView, query_variant: str, bank_variant: str) -> bool:
     """A bank's evasion options: rotations/mirrors and trimmed borders on the upload's side,
     centred crops (and trimmed borders) on the bank item's side."""
     trimmed = query_variant.startswith("trimmed") or bank_variant == "trimmed"
@@ -289,9 +453,3 @@ def _strength_of(signal_type: str, distance: int) -> tuple[int, int]:
 
 def _strength(match: Match) -> tuple[int, int]:
     return _strength_of(match.signal_type, match.distance)
-
-
-def _require_banks_exist(session: Session, names: set[str]) -> None:
-    found = set(session.scalars(select(Bank.name).where(Bank.name.in_(names))))
-    if missing := sorted(names - found):
-        raise NotFound(f"no bank named {', '.join(map(repr, missing))}", banks=missing)

@@ -127,26 +127,35 @@ def _validated(model: type[M], data: Any, raw_json: bytes | None = None) -> M:
 
 @dataclass
 class Submission:
-    """What a screening request carried: validated fields, the hashes (None for a video still
-    to be hashed), and the uploaded bytes when there was a file."""
+    """What a screening request carried: validated fields, and either the JSON body's text,
+    URL or hashes, or the uploaded bytes."""
 
     fields: Any
-    hashed: Hashed | None
     media: bytes | None = None
     media_type: str | None = None
     filename: str = ""
 
+    def hashed(self, settings: Settings, hash_video: bool) -> Hashed | None:
+        """The signals (CPU-bound: call it off the event loop); None for a video when
+        `hash_video` is False, since hashing one takes too long for a request."""
+        if self.media is None:
+            body = self.fields
+            if body.text is not None:
+                return hash_text(body.text, settings)
+            if body.url is not None:
+                return hash_url(body.url, settings)
+            return hash_given(body.hashes or {})
+        kind = upload_kind(self.media, settings, self.filename, self.media_type)
+        if kind is ContentKind.video and not hash_video:
+            return None
+        return hash_bytes(self.media, settings, self.filename, self.media_type, kind=kind)
 
-async def _read_request(request: Request, settings: Settings, hash_video: bool) -> Submission:
-    """Hash whatever the request carries; videos only if `hash_video` (they are slow)."""
+
+async def _read_request(request: Request) -> Submission:
+    """The validated fields and content of a JSON or multipart request (nothing hashed yet)."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "application/json":
-        body = _validated(ScreenJSON, None, raw_json=await request.body())
-        if body.text is not None:
-            return Submission(body, await run_in_threadpool(hash_text, body.text, settings))
-        if body.url is not None:
-            return Submission(body, await run_in_threadpool(hash_url, body.url, settings))
-        return Submission(body, hash_given(body.hashes or {}))
+        return Submission(_validated(ScreenJSON, None, raw_json=await request.body()))
     if media_type == "multipart/form-data":
         form = await request.form(max_files=1, max_fields=16)
         upload = form.get("file")
@@ -154,13 +163,7 @@ async def _read_request(request: Request, settings: Settings, hash_video: bool) 
             raise InvalidInput('send the content as a multipart file field named "file"')
         fields = _validated(UploadFields, {k: v for k, v in form.items() if k != "file"})
         data = await upload.read()
-        kind = upload_kind(data, settings, upload.filename, upload.content_type)
-        hashed = None
-        if kind is not ContentKind.video or hash_video:
-            hashed = await run_in_threadpool(
-                hash_bytes, data, settings, upload.filename, upload.content_type
-            )
-        return Submission(fields, hashed, data, upload.content_type, upload.filename or "")
+        return Submission(fields, data, upload.content_type, upload.filename or "")
     raise UnsupportedMedia(
         "send application/json (text, url or hashes) or multipart/form-data (a file)",
         content_type=media_type,
@@ -186,24 +189,25 @@ async def screen_content(
     matcher: Matcher = Depends(get_matcher),
     settings: Settings = Depends(get_settings),
 ) -> dict | JSONResponse:
-    submission = await _read_request(request, settings, hash_video=False)
+    submission = await _read_request(request)
     fields = submission.fields
     metadata = dict(fields.metadata)
     metadata.update({k: getattr(fields, k) for k in ("surface", "locale") if getattr(fields, k)})
-    screen_request = ScreenRequest(
-        hashed=submission.hashed,
-        content_id=fields.content_id,
-        user_id=fields.user_id,
-        metadata=metadata,
-        submitted_by=actor.label,
-        owner_key_id=actor.key_id,
-        media=submission.media,
-        media_type=submission.media_type,
-    )
-    if submission.hashed is None:
-        queued = await run_in_threadpool(
-            submit_video, db, screen_request, submission.media or b"", submission.filename
+
+    def decide() -> dict | JSONResponse:  # hashing and matching in one trip to the thread pool
+        screen_request = ScreenRequest(
+            hashed=submission.hashed(settings, hash_video=False),
+            content_id=fields.content_id,
+            user_id=fields.user_id,
+            metadata=metadata,
+            submitted_by=actor.label,
+            owner_key_id=actor.key_id,
+            media=submission.media,
+            media_type=submission.media_type,
         )
+        if screen_request.hashed is not None:
+            return screen(db, matcher, settings, screen_request)
+        queued = submit_video(db, screen_request, submission.media or b"", submission.filename)
         if "decision" in queued:
             return queued["decision"]
         job = queued["job"]
@@ -211,7 +215,8 @@ async def screen_content(
             {"job_id": job["id"], "status": job["status"], "status_url": f"/v1/jobs/{job['id']}"},
             status_code=202,
         )
-    return await run_in_threadpool(screen, db, matcher, settings, screen_request)
+
+    return await run_in_threadpool(decide)
 
 
 @router.post(
@@ -224,7 +229,8 @@ async def hash_content(
     _actor: Actor = Depends(require(*SCREENERS)),
     settings: Settings = Depends(get_settings),
 ) -> dict:
-    hashed = (await _read_request(request, settings, hash_video=True)).hashed
+    submission = await _read_request(request)
+    hashed = await run_in_threadpool(submission.hashed, settings, True)
     assert hashed is not None
     return {"content_type": hashed.kind.value, "signals": hashed.signals}
 

@@ -9,6 +9,7 @@ from typing import Any
 from prescreen.matching.service import Match
 
 POLICY_VERSION = "1"
+EXCHANGE_HOLD = "exchange_hold"  # set on matches that exchange says must be held for review
 
 
 class Outcome(StrEnum):
@@ -39,7 +40,7 @@ def decide(
     hold for review but never block by itself. Classifier heads act at their thresholds.
     Reasons about the uploader (e.g. a repeat offender) hold what would otherwise be allowed.
     """
-    allow = [m for m in matches if m.bank_kind == "allow"]
+    allow = [m for m in matches if m.bank_kind == "allow" and not m.detail.get(EXCHANGE_HOLD)]
     if allow:
         return Verdict(Outcome.allow, [_reason(m, "allow_list", Outcome.allow) for m in allow])
     reasons, outcome = [], Outcome.allow
@@ -50,6 +51,9 @@ def decide(
         low_quality = quality is not None and quality < min_pdq_quality
         if match.signal_type == "pdq" and low_quality and action is Outcome.block:
             action, kind = Outcome.hold, "bank_match_low_quality"
+        if match.detail.get(EXCHANGE_HOLD) and action is not Outcome.allow:
+            # a review-trusted peer's entry, or a quarantined one: a person decides
+            action, kind = Outcome.hold, "bank_match_held"
         reasons.append(_reason(match, kind, action))
         if SEVERITY[action] > SEVERITY[outcome]:
             outcome = action

@@ -32,10 +32,11 @@ from prescreen.jobs.service import (
     job_to_dict,
     take_blob,
 )
-from prescreen.matching.service import Matcher
+from prescreen.matching.service import Match, Matcher
 from prescreen.screening.hooks import Screened, announce, check_uploader
+from prescreen.screening.media_steps import MediaFindings, run_media_steps
 from prescreen.screening.models import Content, Decision
-from prescreen.screening.policy import POLICY_VERSION, Outcome, decide
+from prescreen.screening.policy import POLICY_VERSION, Outcome, Verdict, decide
 from prescreen.signals.base import ContentKind, Upload
 from prescreen.signals.detect import decode_text, detect_kind
 from prescreen.signals.registry import all_types, compute_signals, normalize_signals
@@ -55,6 +56,8 @@ class Hashed:
     kind: ContentKind
     signals: dict[str, Any]
     text: str | None = field(default=None, repr=False, compare=False)
+    # An image's or video's bytes, for the OCR and logo steps (never stored by screening).
+    media: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def matchable(self) -> dict[str, str]:
@@ -88,13 +91,15 @@ def hash_bytes(
     filename: str | None = None,
     content_type: str | None = None,
     for_bank: bool = False,
+    kind: ContentKind | None = None,
 ) -> Hashed:
-    """Signals of an uploaded file; `for_bank` adds the variants a bank item stores (crops)."""
-    kind = upload_kind(data, settings, filename, content_type)
+    """Signals of an uploaded file; `for_bank` adds the variants a bank item stores (crops).
+    `kind` is the upload's kind when the caller already checked it with `upload_kind`."""
+    kind = kind or upload_kind(data, settings, filename, content_type)
     if kind is ContentKind.text:
         return hash_text(decode_text(data, filename or "the upload"), settings)
     upload = Upload(kind, data=data, max_image_pixels=settings.max_image_pixels, for_bank=for_bank)
-    return Hashed(kind, compute_signals(upload))
+    return Hashed(kind, compute_signals(upload), media=None if for_bank else data)
 
 
 def hash_text(text: str, settings: Settings) -> Hashed:
@@ -162,6 +167,22 @@ def classifier_reasons(text: str | None, settings: Settings) -> list[dict[str, A
     ]
 
 
+def media_steps(
+    session: Session, matcher: Matcher, settings: Settings, hashed: Hashed
+) -> MediaFindings:
+    """The OCR and logo steps for an image (or a video's sampled frames), each within its time
+    budget; a step that fails or overruns is logged and counted and adds nothing."""
+    if hashed.media is None or hashed.kind not in (ContentKind.photo, ContentKind.video):
+        return MediaFindings()
+    return run_media_steps(session, matcher, settings, hashed.kind, hashed.media)
+
+
+def _merge_matches(first: list[Match], extra: list[Match]) -> list[Match]:
+    """Both lists, an entry already matched keeping its first match."""
+    seen = {m.entry for m in first}
+    return first + [m for m in extra if m.entry not in seen]
+
+
 def fingerprint(hashed: Hashed) -> str:
     canonical = json.dumps(hashed.matchable, sort_keys=True)
     return hashlib.sha256(f"{hashed.kind.value}|{canonical}".encode()).hexdigest()
@@ -191,11 +212,22 @@ class ScreenRequest:
 
 def screen(db: Database, matcher: Matcher, settings: Settings, request: ScreenRequest) -> dict:
     """Decide on one content and store the decision. A repeat of the same content_id with the
-    same content returns the stored decision; with different content it is a conflict."""
+    same content returns the stored decision; with different content it is a conflict.
+
+    Matching, OCR, logo search and classifiers run in a read-only transaction; only storing the
+    decision writes. On SQLite, where one transaction writes at a time, a slow step therefore
+    never holds up other uploads."""
+    with db.session(readonly=True) as session:
+        stored = _stored_decision(session, request)
+        if stored is not None:
+            return stored
+        evaluation = _evaluate(session, matcher, settings, request)
     for attempt in range(2):
-        try:
-            with db.session() as session:
-                return _screen_once(session, matcher, settings, request)
+        try:  # a content_id makes a retry after an interrupted commit safe (idempotent)
+            return db.retrying(
+                lambda session: _record(session, request, evaluation),
+                idempotent=request.content_id is not None,
+            )
         except IntegrityError:
             if attempt:
                 raise
@@ -206,32 +238,72 @@ def screen(db: Database, matcher: Matcher, settings: Settings, request: ScreenRe
 def _screen_once(
     session: Session, matcher: Matcher, settings: Settings, request: ScreenRequest
 ) -> dict:
+    """Decide and store in one transaction (a job's, whose commit also completes the job)."""
+    stored = _stored_decision(session, request)
+    if stored is not None:
+        return stored
+    return _record(session, request, _evaluate(session, matcher, settings, request))
+
+
+@dataclass
+class Evaluation:
+    """What screening found, before anything is stored."""
+
+    matches: list[Match]
+    verdict: Verdict
+    notes: list[dict[str, Any]]
+
+
+def _stored_decision(session: Session, request: ScreenRequest) -> dict | None:
+    """The decision already stored for this content_id, if any (a conflict if the content
+    differs)."""
+    if request.content_id is None:
+        return None
+    stored = session.scalar(select(Content).where(Content.content_id == request.content_id))
+    if stored is None:
+        return None
     assert request.hashed is not None
-    hashed, print_ = request.hashed, fingerprint(request.hashed)
-    if request.content_id is not None:
-        stored = session.scalar(select(Content).where(Content.content_id == request.content_id))
-        if stored is not None:
-            if stored.fingerprint != print_:
-                raise Conflict(
-                    f"content_id {request.content_id!r} was already screened with different "
-                    "content; use a new content_id for new content",
-                    content_id=request.content_id,
-                )
-            return decision_to_dict(_latest_decision(session, stored), stored)
+    if stored.fingerprint != fingerprint(request.hashed):
+        raise Conflict(
+            f"content_id {request.content_id!r} was already screened with different "
+            "content; use a new content_id for new content",
+            content_id=request.content_id,
+        )
+    return decision_to_dict(_latest_decision(session, stored), stored)
+
+
+def _evaluate(
+    session: Session, matcher: Matcher, settings: Settings, request: ScreenRequest
+) -> Evaluation:
+    assert request.hashed is not None
+    hashed = request.hashed
     matches = matcher.lookup(session, hashed.matchable, variants=hashed.variants)
+    found = media_steps(session, matcher, settings, hashed)
+    matches = _merge_matches(matches, found.matches)
     verdict = decide(
         matches,
         hashed.signals.get("pdq_quality"),
         settings.min_pdq_quality,
         uploader_reasons=check_uploader(session, request.user_id),
-        classifier_reasons=classifier_reasons(hashed.text, settings),
+        classifier_reasons=classifier_reasons(hashed.text, settings) + found.classifier_reasons,
     )
+    if found.steps:
+        hashed.signals["media_steps"] = found.steps
+    return Evaluation(matches, verdict, found.notes)
+
+
+def _record(session: Session, request: ScreenRequest, evaluation: Evaluation) -> dict:
+    stored = _stored_decision(session, request)  # a concurrent request may have stored it
+    if stored is not None:
+        return stored
+    assert request.hashed is not None
+    hashed, verdict, matches = request.hashed, evaluation.verdict, evaluation.matches
     content = Content(
         id=str(uuid.uuid4()),
         content_id=request.content_id,
         user_id=request.user_id,
         kind=hashed.kind.value,
-        fingerprint=print_,
+        fingerprint=fingerprint(hashed),
         signals=hashed.signals,
         meta=request.metadata,
         submitted_by=request.submitted_by,
@@ -241,7 +313,7 @@ def _screen_once(
         id=str(uuid.uuid4()),
         content_pk=content.id,
         outcome=verdict.outcome.value,
-        reasons=verdict.reasons,
+        reasons=verdict.reasons + evaluation.notes,
         matches=[m.to_dict() for m in matches],
         policy_version=POLICY_VERSION,
         statement_of_reasons_id=(
@@ -302,7 +374,7 @@ def screen_video_job(ctx: JobContext) -> dict[str, Any]:
     data, _name = take_blob(ctx.session, ctx.job.id)
     try:
         upload = Upload(ContentKind.video, data=data, max_image_pixels=settings.max_image_pixels)
-        hashed = Hashed(ContentKind.video, compute_signals(upload))
+        hashed = Hashed(ContentKind.video, compute_signals(upload), media=data)
     except PrescreenError as exc:
         raise PermanentJobError(exc.message) from exc
     payload = ctx.job.payload

@@ -23,6 +23,7 @@ aspect ratio and use area averaging.)
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from typing import Any
 
@@ -215,6 +216,9 @@ def pdq_distance(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
+_PDQ_HEX = re.compile(f"[0-9a-f]{{{PDQ_HEX_LENGTH}}}")
+
+
 @register
 class PDQSignal(SignalType):
     """Meta's PDQ perceptual hash: 256 bits, compared by Hamming distance."""
@@ -250,7 +254,7 @@ class PDQSignal(SignalType):
         if not isinstance(value, str):
             raise InvalidInput("a pdq hash must be a string of 64 hex digits")
         value = value.strip().lower()
-        if len(value) != PDQ_HEX_LENGTH or any(c not in "0123456789abcdef" for c in value):
+        if not _PDQ_HEX.fullmatch(value):
             raise InvalidInput(
                 "a pdq hash must be exactly 64 hex digits", signal_type="pdq", value=value[:80]
             )

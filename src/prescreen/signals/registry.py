@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
@@ -13,6 +14,14 @@ from prescreen.signals.base import SignalType, Upload
 log = logging.getLogger(__name__)
 _REGISTRY: dict[str, SignalType] = {}
 _plugins_loaded = False
+
+
+class _Loading(threading.local):
+    active = False
+
+
+_loading = threading.RLock()
+_loading_now = _Loading()
 T = TypeVar("T", bound=type[SignalType])
 
 
@@ -23,17 +32,27 @@ def register(cls: T) -> T:
 
 
 def _load_plugins() -> None:
+    """Register the built-in types and entry-point plug-ins, once. Request threads may ask at the
+    same moment: the others wait until every type is registered (a half-filled registry would
+    call "pdq" unknown); the loading thread itself may re-enter while importing."""
     global _plugins_loaded
     if _plugins_loaded:
         return
-    _plugins_loaded = True
-    from prescreen.signals import builtin  # noqa: F401  (registers the built-in types)
-
-    for ep in entry_points(group="prescreen.signal_types"):
+    with _loading:
+        if _plugins_loaded or _loading_now.active:
+            return
+        _loading_now.active = True
         try:
-            register(ep.load())
-        except Exception:
-            log.exception("could not load signal type plug-in", extra={"plugin": ep.name})
+            from prescreen.signals import builtin  # noqa: F401  (registers the built-in types)
+
+            for ep in entry_points(group="prescreen.signal_types"):
+                try:
+                    register(ep.load())
+                except Exception:
+                    log.exception("could not load signal type plug-in", extra={"plugin": ep.name})
+            _plugins_loaded = True
+        finally:
+            _loading_now.active = False
 
 
 def all_types() -> dict[str, SignalType]:
@@ -42,10 +61,12 @@ def all_types() -> dict[str, SignalType]:
 
 
 def get(name: str) -> SignalType:
-    types = all_types()
-    if name not in types:
-        raise InvalidInput(f"unknown signal type {name!r}", known=sorted(types), signal_type=name)
-    return types[name]
+    _load_plugins()
+    found = _REGISTRY.get(name)  # no copy: imports call this once per line
+    if found is None:
+        known = sorted(_REGISTRY)
+        raise InvalidInput(f"unknown signal type {name!r}", known=known, signal_type=name)
+    return found
 
 
 def compute_signals(upload: Upload) -> dict[str, Any]:

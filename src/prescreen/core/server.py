@@ -1,0 +1,213 @@
+"""`prescreen serve`: one HTTP worker process per core, forked from a parent that has already
+imported the code and brought the index snapshot up to date.
+
+Why not uvicorn's own `--workers`: it spawns fresh interpreters, so every worker imports
+everything again and builds or loads the index on its own (several copies, and a race on the
+snapshot files). Forking after the imports shares those pages copy-on-write; each worker then
+memory-maps the same snapshot, so the index is in memory once per host however many workers
+run. The parent restarts a worker that dies (a `kill -9`, an out-of-memory kill) and stops
+them all on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+
+import uvicorn
+from prometheus_client import multiprocess
+
+from prescreen.core.config import Settings
+
+log = logging.getLogger("prescreen.server")
+APP = "prescreen.app:app_from_env"
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+RESTART_PAUSE_SECONDS = 1.0
+
+
+def worker_count(settings: Settings, requested: int | None) -> int:
+    return requested or settings.web_workers or os.cpu_count() or 1
+
+
+def uvicorn_config(**kwargs: object) -> uvicorn.Config:
+    return uvicorn.Config(APP, factory=True, log_config=None, server_header=False, **kwargs)
+
+
+def prepare_environment(settings: Settings, workers: int) -> None:
+    """Settings that only take effect at process start, so set them and start this command
+    again: several workers must add up their Prometheus counters, which needs
+    PROMETHEUS_MULTIPROC_DIR (an emptied folder under the data directory) set before
+    prometheus_client is first imported."""
+    if workers <= 1 or os.environ.get(METRICS_ENV):
+        return
+    folder = settings.data_dir / "metrics"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    os.environ[METRICS_ENV] = str(folder.resolve())
+    # glibc keeps memory that request threads free (image decode buffers) in per-thread arenas
+    # and raises its mmap threshold as it goes: two arenas and a fixed threshold, so large
+    # buffers go back to the system when freed (measured: ~100 MB less under load).
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "131072")
+    os.execv(sys.executable, [sys.executable, "-m", "prescreen.cli", *sys.argv[1:]])
+
+
+def serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    """Serve until SIGTERM/SIGINT; several workers share one listening socket."""
+    if workers <= 1:
+        uvicorn.Server(uvicorn_config(host=host, port=port)).run()
+        return
+    refresh_snapshot(settings)
+    listener = socket.create_server((host, port), backlog=2048, reuse_port=False)
+    listener.set_inheritable(True)
+    Supervisor(listener, workers).run()
+
+
+def refresh_snapshot(settings: Settings) -> None:
+    """Bring the on-disk PDQ index snapshot up to date in a short-lived child, so workers start
+    by memory-mapping it and the parent never holds an index of its own."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            from prescreen.core.db import Database
+            from prescreen.matching.service import Matcher
+
+            db = Database(settings.database_url)
+            matcher = Matcher(snapshot_dir=settings.data_dir / "index")
+            with db.session(readonly=True) as session:
+                matcher.rebuild(session)
+            matcher.save_snapshot()
+            code = 0
+        except BaseException:
+            log.exception("could not prepare the index snapshot; workers will build their own")
+        finally:
+            os._exit(code)
+    os.waitpid(pid, 0)
+
+
+def preload() -> None:
+    """Import and warm what every worker needs before forking, so its pages are shared: the
+    application, the text model, and the PDQ index's compiled search kernels."""
+    import numpy as np
+
+    import prescreen.app  # noqa: F401
+    from prescreen.classify.service import default_classifier
+    from prescreen.matching.pdq_index import PDQIndex
+    from prescreen.signals.registry import all_types
+
+    default_classifier()
+    all_types()  # register every signal type once, before the workers' threads ask
+    codes = np.random.default_rng(0).integers(0, 2**63, size=(4096, 4), dtype=np.uint64)
+    index = PDQIndex.build(codes, np.arange(4096, dtype=np.int64))
+    for strategy in ("mih", "linear"):
+        index.search(codes[0], 31, strategy=strategy)
+
+
+def _stop_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when the parent dies without stopping it (a crash, a
+    `kill -9`): no worker is left serving or running jobs on its own, holding the port a
+    restarted server needs. (A stopped parent stops its workers gracefully first.) Work in
+    flight is lost as in any crash; transactions keep the database whole."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+@dataclass
+class Supervisor:
+    listener: socket.socket
+    workers: int
+
+    def __post_init__(self) -> None:
+        self.parent = os.getpid()
+        self.children: dict[int, float] = {}
+        self.stopping = False
+
+    def run(self) -> None:
+        preload()
+        gc.collect()
+        gc.freeze()  # keep the shared pages shared: the collector would otherwise touch them
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        log.info("serving", extra={"workers": self.workers, "address": self._address()})
+        for _ in range(self.workers):
+            self._spawn()
+        while not self.stopping:
+            self._reap_and_restart()
+            time.sleep(0.2)
+        self._shutdown()
+
+    def _address(self) -> str:
+        host, port = self.listener.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def _spawn(self) -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            _stop_with_parent(self.parent)
+            code = 0
+            try:
+                uvicorn.Server(uvicorn_config()).run(sockets=[self.listener])
+            except BaseException:
+                log.exception("worker failed")
+                code = 1
+            finally:
+                os._exit(code)
+        self.children[pid] = time.monotonic()
+
+    def _reap_and_restart(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            started = self.children.pop(pid, None)
+            multiprocess.mark_process_dead(pid)
+            if started is None or self.stopping:
+                continue
+            log.warning(
+                "worker exited; starting another",
+                extra={"pid": pid, "status": os.waitstatus_to_exitcode(status)},
+            )
+            if time.monotonic() - started < RESTART_PAUSE_SECONDS:
+                time.sleep(RESTART_PAUSE_SECONDS)  # a worker that dies at once: don't spin
+            self._spawn()
+
+    def _stop(self, _signum: int, _frame: object) -> None:
+        self.stopping = True
+
+    def _shutdown(self) -> None:
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                self.children.pop(pid, None)
+        deadline = time.monotonic() + 30
+        while self.children and time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid:
+                self.children.pop(pid, None)
+            else:
+                time.sleep(0.1)
+        for pid in self.children:
+            os.kill(pid, signal.SIGKILL)
+        self.listener.close()
+        log.info("stopped")

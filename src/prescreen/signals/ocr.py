@@ -1,0 +1,428 @@
+"""Text inside images: find caption-like regions cheaply with OpenCV, read them with Tesseract.
+
+Reading a whole 2 MP photo with Tesseract's page layout analysis takes seconds and misses a
+third of caption words (bench/ocr_logo.py); a caption is a few lines. So a morphological
+detector (gradient, strong edges, horizontal closing, words joined into lines) picks up to
+`MAX_REGIONS` line-shaped regions of plausible caption height; each is cut from the full image
+with a plain margin, turned dark-on-light, scaled to `LINE_HEIGHT` px and read as a single line
+(page segmentation mode 7) by the LSTM engine with English and Arabic models.
+
+Tesseract is reached through its C API (libtesseract from Debian's `tesseract-ocr` package), so
+models are loaded once into a small pool of handles instead of once per call (a `tesseract`
+process spends ~100 ms loading them); where the library cannot be loaded, `pytesseract` runs
+the command-line program instead. Where neither is installed, OCR is skipped (the screening
+step logs it once).
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import ctypes.util
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LANGUAGES = "eng+ara"
+DETECT_WIDTH = 960  # the detector works on the image scaled to this width
+MIN_LINE_FRACTION = 0.02  # regions shorter than this share of the image height are ignored
+MAX_LINE_FRACTION = 0.2
+MAX_REGIONS = 3
+STROKE_CONTRAST = 60  # gradient (0-255) a letter's edge reaches; photo texture mostly does not
+LINE_HEIGHT = 36  # a region is scaled to this height (the LSTM models' own input height)
+RETRY_HEIGHT = 44  # an unsure line is read again at this height; Tesseract is sensitive to it
+RETRY_BELOW = 85  # a line with letters read with a confidence from RETRY_FLOOR to this
+RETRY_FLOOR = 45  # is read again (texture read as letters scores lower: not worth a retry)
+MIN_CONFIDENCE = 60  # Tesseract's mean word confidence (0-100) a line needs to count
+MIN_LETTERS = 3  # and this many letters: photo texture reads as stray marks and digits
+SURE_CONFIDENCE = 75  # a line of one or two words needs this confidence (texture reads short)
+PSM_SINGLE_LINE = 7
+OEM_LSTM_ONLY = 1
+
+
+@dataclass
+class OcrLine:
+    text: str
+    confidence: int
+    box: tuple[float, float, float, float]  # x, y, width, height as fractions of the image
+
+
+@dataclass
+class OcrResult:
+    lines: list[OcrLine] = field(default_factory=list)
+    regions: int = 0  # candidate regions read
+
+    @property
+    def text(self) -> str:
+        return "\n".join(line.text for line in self.lines)
+
+
+class OcrUnavailable(RuntimeError):
+    """Tesseract (library or program) or a language's data is missing."""
+
+
+# ------------------------------------------------------------------------------- detection
+
+
+def text_regions(
+    grey: np.ndarray, max_regions: int = MAX_REGIONS
+) -> list[tuple[int, int, int, int]]:
+    """Up to `max_regions` boxes (x, y, w, h in `grey`'s pixels) that look like lines of text:
+    strong strokes, much wider than tall, of caption height. Best first. A box that merely
+    frames another (the band behind a caption) gives way to the line inside it."""
+    import cv2
+
+    height, width = grey.shape
+    scale = min(1.0, DETECT_WIDTH / width)
+    small = cv2.resize(grey, (round(width * scale), round(height * scale)), cv2.INTER_AREA)
+    small_h, small_w = small.shape
+    gradient = cv2.morphologyEx(
+        small, cv2.MORPH_GRADIENT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    )
+    otsu, _ = cv2.threshold(gradient, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    _, strokes = cv2.threshold(gradient, max(otsu, STROKE_CONTRAST), 255, cv2.THRESH_BINARY)
+    # Long straight edges (a caption band's, a horizon) are not letters: drop them so the band
+    # does not swallow the line it frames.
+    for kernel in ((max(15, small_w // 12), 1), (1, max(15, small_h // 8))):
+        lines = cv2.morphologyEx(
+            strokes, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, kernel)
+        )
+        strokes = cv2.subtract(strokes, lines)
+    closing = cv2.getStructuringElement(cv2.MORPH_RECT, (max(9, small_w // 60), 3))
+    joined = cv2.morphologyEx(strokes, cv2.MORPH_CLOSE, closing)
+    contours, _ = cv2.findContours(joined, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    min_h, max_h = MIN_LINE_FRACTION * small_h, MAX_LINE_FRACTION * small_h
+    candidates = []
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        if not (min_h <= h <= max_h) or w < 0.4 * h:
+            continue
+        density = float(cv2.countNonZero(strokes[y : y + h, x : x + w])) / (w * h)
+        if 0.08 <= density <= 0.85:
+            candidates.append((x, y, w, h))
+    candidates = [c for c in candidates if not any(_frames(c, o) for o in candidates)]
+    lines = []
+    for x, y, w, h in _join_words(candidates):
+        if w >= 2.5 * h:
+            density = float(cv2.countNonZero(strokes[y : y + h, x : x + w])) / (w * h)
+            lines.append((w * h * density, (x, y, w, h)))
+    lines.sort(key=lambda item: -item[0])
+    chosen: list[tuple[int, int, int, int]] = []
+    for _, box in lines:
+        if not any(_overlap(box, other) > 0.5 for other in chosen):
+            chosen.append(box)
+        if len(chosen) == max_regions:
+            break
+    inverse = 1 / scale
+    return [
+        (int(x * inverse), int(y * inverse), int(w * inverse) + 1, int(h * inverse) + 1)
+        for x, y, w, h in chosen
+    ]
+
+
+def _join_words(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Boxes on one line (mostly overlapping vertically, heights within x-height and full
+    height, a gap under 1.2 heights) joined into one: words into a caption line."""
+    merged: list[list[int]] = []
+    for x, y, w, h in sorted(boxes):
+        for line in merged:
+            lx, ly, lw, lh = line
+            shared = min(y + h, ly + lh) - max(y, ly)
+            gap = x - (lx + lw)
+            if (
+                shared >= 0.6 * min(h, lh)
+                and max(h, lh) <= 2.6 * min(h, lh)
+                and gap < 1.2 * max(h, lh)
+            ):
+                x1, y1 = max(lx + lw, x + w), max(ly + lh, y + h)
+                line[0], line[1] = min(lx, x), min(ly, y)
+                line[2], line[3] = x1 - line[0], y1 - line[1]
+                break
+        else:
+            merged.append([x, y, w, h])
+    return [(x, y, w, h) for x, y, w, h in merged]
+
+
+def _frames(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:
+    """`outer` strictly contains `inner`, which spans at least half its width."""
+    if outer == inner:
+        return False
+    ox, oy, ow, oh = outer
+    ix, iy, iw, ih = inner
+    inside = ox <= ix and oy <= iy and ix + iw <= ox + ow and iy + ih <= oy + oh
+    return inside and iw >= 0.5 * ow and ih < oh
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over the smaller box's area."""
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    if x1 <= x0 or y1 <= y0:
+        return 0.0
+    return (x1 - x0) * (y1 - y0) / min(a[2] * a[3], b[2] * b[3])
+
+
+def prepare_line(
+    grey: np.ndarray, box: tuple[int, int, int, int], height: int = LINE_HEIGHT
+) -> np.ndarray:
+    """The region with a plain margin, dark text on a light ground, `height` px high.
+
+    Tesseract reads a single line at the height of the whole image it is given and is thrown
+    by clutter at its edges, so the margin is the ground's own shade rather than whatever
+    surrounds the box (the photo, a caption band's edge)."""
+    import cv2
+
+    x, y, w, h = box
+    grow = max(1, h // 10)  # letters' extremities the detector's box may clip
+    region = grey[max(0, y - grow) : y + h + grow, max(0, x - grow) : x + w + grow]
+    # Letters are the minority class of the box; make them dark on a light ground.
+    _, light = cv2.threshold(region, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    if light.mean() < 128:
+        region, light = 255 - region, 255 - light
+    ground = int(np.median(region[light > 0])) if light.any() else 255
+    pad = max(2, h // 4)
+    framed = cv2.copyMakeBorder(region, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=ground)
+    scale = height / framed.shape[0]
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    size = (max(1, round(framed.shape[1] * scale)), height)
+    return np.ascontiguousarray(cv2.resize(framed, size, interpolation=interpolation))
+
+
+# ------------------------------------------------------------------------------- engines
+
+
+class _CapiEngine:
+    """Tesseract's C API through ctypes. Initialised handles (a model load each, ~100 ms and
+    tens of MB) are pooled per language set: a thread borrows one for a line and gives it back,
+    so a server's many request threads share as many handles as there are cores."""
+
+    def __init__(self, library: ctypes.CDLL) -> None:
+        self.lib = library
+        self.lock = threading.Lock()
+        self.idle: dict[str, list[int]] = {}
+        self.created: dict[str, int] = {}
+        self.all_handles: list[int] = []
+        self.available = threading.Condition(self.lock)
+        self.max_handles = max(1, os.cpu_count() or 1)
+        lib = library
+        lib.TessBaseAPICreate.restype = ctypes.c_void_p
+        lib.TessBaseAPIInit2.argtypes = [
+            ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int
+        ]  # fmt: skip
+        lib.TessBaseAPISetPageSegMode.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.TessBaseAPISetVariable.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
+        lib.TessBaseAPISetImage.argtypes = [
+            ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int
+        ]  # fmt: skip
+        lib.TessBaseAPISetSourceResolution.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.TessBaseAPIGetUTF8Text.argtypes = [ctypes.c_void_p]
+        lib.TessBaseAPIGetUTF8Text.restype = ctypes.c_void_p
+        lib.TessBaseAPIMeanTextConf.argtypes = [ctypes.c_void_p]
+        lib.TessDeleteText.argtypes = [ctypes.c_void_p]
+        lib.TessBaseAPIClear.argtypes = [ctypes.c_void_p]
+        lib.TessBaseAPIEnd.argtypes = [ctypes.c_void_p]
+        lib.TessBaseAPIDelete.argtypes = [ctypes.c_void_p]
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Free every handle (Tesseract reports leaked models at exit otherwise)."""
+        with self.lock:
+            for handle in self.all_handles:
+                self.lib.TessBaseAPIEnd(handle)
+                self.lib.TessBaseAPIDelete(handle)
+            self.all_handles.clear()
+            self.idle.clear()
+
+    def _borrow(self, languages: str) -> int:
+        with self.available:
+            while not self.idle.get(languages):
+                if self.created.get(languages, 0) < self.max_handles:
+                    self.created[languages] = self.created.get(languages, 0) + 1
+                    break
+                self.available.wait()
+            else:
+                return self.idle[languages].pop()
+        try:
+            return self._create(languages)
+        except BaseException:
+            with self.available:
+                self.created[languages] -= 1
+                self.available.notify()
+            raise
+
+    def _give_back(self, languages: str, handle: int) -> None:
+        with self.available:
+            self.idle.setdefault(languages, []).append(handle)
+            self.available.notify()
+
+    def _create(self, languages: str) -> int:
+        handle = self.lib.TessBaseAPICreate()
+        if self.lib.TessBaseAPIInit2(handle, None, languages.encode(), OEM_LSTM_ONLY) != 0:
+            self.lib.TessBaseAPIDelete(handle)
+            raise OcrUnavailable(f"Tesseract has no data for languages {languages!r}")
+        self.lib.TessBaseAPISetPageSegMode(handle, PSM_SINGLE_LINE)
+        self.lib.TessBaseAPISetVariable(handle, b"tessedit_do_invert", b"0")
+        with self.lock:
+            self.all_handles.append(handle)
+        return handle
+
+    def read_line(self, line: np.ndarray, languages: str, timeout: float) -> tuple[str, int]:
+        handle = self._borrow(languages)
+        try:
+            height, width = line.shape
+            self.lib.TessBaseAPISetImage(handle, line.tobytes(), width, height, 1, width)
+            self.lib.TessBaseAPISetSourceResolution(handle, 300)
+            pointer = self.lib.TessBaseAPIGetUTF8Text(handle)
+            try:
+                text = ctypes.string_at(pointer).decode("utf-8", "replace") if pointer else ""
+            finally:
+                if pointer:
+                    self.lib.TessDeleteText(pointer)
+            confidence = int(self.lib.TessBaseAPIMeanTextConf(handle))
+            self.lib.TessBaseAPIClear(handle)
+        finally:
+            self._give_back(languages, handle)
+        return text.strip(), confidence
+
+
+class _CliEngine:
+    """pytesseract and the `tesseract` program: a process per line (slower)."""
+
+    def read_line(self, line: np.ndarray, languages: str, timeout: float) -> tuple[str, int]:
+        import pytesseract
+        from PIL import Image
+
+        data = pytesseract.image_to_data(
+            Image.fromarray(line),
+            lang=languages,
+            config=f"--oem {OEM_LSTM_ONLY} --psm {PSM_SINGLE_LINE}",
+            timeout=max(0.05, timeout),
+            output_type=pytesseract.Output.DICT,
+        )
+        words = [
+            (w, float(c)) for w, c in zip(data["text"], data["conf"], strict=False) if w.strip()
+        ]
+        if not words:
+            return "", 0
+        return " ".join(w for w, _ in words), round(sum(c for _, c in words) / len(words))
+
+
+@cache
+def engine() -> _CapiEngine | _CliEngine:
+    """The fastest Tesseract available, or OcrUnavailable (logged once by the caller)."""
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # one core per OCR, as the budget assumes
+    if os.environ.get("PRESCREEN_OCR_ENGINE", "auto") != "cli":
+        name = ctypes.util.find_library("tesseract") or "libtesseract.so.5"
+        try:
+            return _CapiEngine(ctypes.CDLL(name))
+        except (OSError, AttributeError):
+            log.info("libtesseract not loadable; reading text with the tesseract program")
+    try:
+        import pytesseract
+
+        pytesseract.get_tesseract_version()
+    except Exception as exc:  # ImportError, TesseractNotFoundError, OSError
+        raise OcrUnavailable(f"Tesseract is not installed ({type(exc).__name__})") from exc
+    return _CliEngine()
+
+
+def availability() -> str | None:
+    """None when OCR can run, else why not."""
+    try:
+        engine()
+    except OcrUnavailable as exc:
+        return str(exc)
+    return None
+
+
+# ------------------------------------------------------------------------------- reading
+
+
+def read_text(
+    grey: np.ndarray,
+    languages: str = DEFAULT_LANGUAGES,
+    deadline: float | None = None,
+    max_regions: int = MAX_REGIONS,
+) -> OcrResult:
+    """The caption-like text of a greyscale image. Lines are read best region first until
+    `deadline` (a `time.perf_counter()` value) passes; raises TimeoutError if it passed before
+    every region was read."""
+    reader = engine()
+    height, width = grey.shape
+    result = OcrResult()
+    for box in text_regions(grey, max_regions):
+        remaining = (deadline - time.perf_counter()) if deadline is not None else 60.0
+        if remaining <= 0:
+            raise TimeoutError("OCR ran over its time budget")
+        text, confidence = _read_region(reader, grey, box, languages, remaining)
+        result.regions += 1
+        text = clean_line(text)
+        if _plausible_line(text, confidence):
+            x, y, w, h = box
+            result.lines.append(
+                OcrLine(
+                    text,
+                    confidence,
+                    (
+                        round(x / width, 4),
+                        round(y / height, 4),
+                        round(w / width, 4),
+                        round(h / height, 4),
+                    ),
+                )
+            )
+    if deadline is not None and time.perf_counter() > deadline:
+        raise TimeoutError("OCR ran over its time budget")
+    return result
+
+
+def _read_region(
+    reader: _CapiEngine | _CliEngine,
+    grey: np.ndarray,
+    box: tuple[int, int, int, int],
+    languages: str,
+    timeout: float,
+) -> tuple[str, int]:
+    """The best reading of one region: as a line `LINE_HEIGHT` px high; again at
+    `RETRY_HEIGHT` if unsure but lettered; a line mixing Arabic and Latin letters again with
+    Arabic alone (several models at once sometimes read an Arabic word as Latin)."""
+    line = prepare_line(grey, box)
+    best = reader.read_line(line, languages, timeout)
+    letters = sum(c.isalpha() for c in best[0])
+    if letters >= MIN_LETTERS and RETRY_FLOOR <= best[1] < RETRY_BELOW:
+        line = prepare_line(grey, box, RETRY_HEIGHT)
+        best = max(best, reader.read_line(line, languages, timeout), key=lambda r: r[1])
+    if _mixed_scripts(best[0]) and "ara" in languages.split("+") and languages != "ara":
+        best = max(best, reader.read_line(line, "ara", timeout), key=lambda r: r[1])
+    return best
+
+
+def _plausible_line(text: str, confidence: int) -> bool:
+    """Confident enough, with letters; a short line must be surer than a sentence."""
+    if confidence < MIN_CONFIDENCE or sum(c.isalpha() for c in text) < MIN_LETTERS:
+        return False
+    return confidence >= SURE_CONFIDENCE or len(text.split()) >= 3
+
+
+def _mixed_scripts(text: str) -> bool:
+    """Arabic letters with some Latin ones in the same line."""
+    arabic = sum("\u0600" <= c <= "\u06ff" for c in text)
+    latin = sum(c.isascii() and c.isalpha() for c in text)
+    return arabic > 0 and latin > 0
+
+
+_MARKS = str.maketrans("", "", "\u200e\u200f\u202a\u202b\u202c\u202d\u202e")
+
+
+def clean_line(text: str) -> str:
+    """One line of Tesseract output without direction marks, runs of spaces, or the stray bars
+    and underscores a band's edge reads as."""
+    words = text.translate(_MARKS).replace("_", " ").split()
+    return " ".join(words).strip(" |-—=~.,:;'\"")

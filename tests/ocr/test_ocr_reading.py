@@ -1,0 +1,44 @@
+"""Captions read from photos: English and Arabic, light on dark and dark on light; nothing
+read from photos without text."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from tests.media import photo
+from tests.ocr.synthetic import add_caption, base_photo, caption_words, jpeg_bytes
+
+from prescreen.signals import ocr
+
+pytestmark = pytest.mark.usefixtures("needs_tesseract")
+
+
+def _grey(image: Image.Image) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(jpeg_bytes(image, 85))).convert("L"))
+
+
+@pytest.mark.parametrize(("language", "seed"), [("eng", 2), ("eng", 5), ("ara", 3), ("ara", 6)])
+def test_caption_words_are_read(language: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    words = caption_words(rng, language, 5)
+    image = add_caption(base_photo(seed), words, language, 0.04, rng)
+    result = ocr.read_text(_grey(image))
+    read = set(re.findall(r"\w+", result.text))
+    assert sum(word in read for word in words) >= 4, (words, result.text)
+    assert all(0 <= v <= 1 for line in result.lines for v in line.box)
+
+
+def test_photos_without_text_read_as_nothing() -> None:
+    for seed in range(6):
+        assert ocr.read_text(_grey(photo(seed, (800, 600)))).text == ""
+
+
+def test_a_passed_deadline_stops_reading() -> None:
+    rng = np.random.default_rng(1)
+    image = add_caption(base_photo(1), caption_words(rng, "eng"), "eng", 0.04, rng)
+    with pytest.raises(TimeoutError):
+        ocr.read_text(_grey(image), deadline=0.0)

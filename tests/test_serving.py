@@ -1,0 +1,218 @@
+"""The service around screening: background bank imports with progress, bulk-inserted rows that
+read back like any other, settings and key changes that apply at once despite caching, and
+`prescreen serve` keeping its workers up."""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import httpx
+import psutil
+import pytest
+from sqlalchemy import select
+
+from prescreen.banks import service as banks
+from prescreen.banks.models import BankEntry
+from prescreen.core.auth import ApiKey, revoke_api_key
+from prescreen.core.db import utcnow
+from prescreen.matching.service import Matcher
+
+PDQ = "f" * 64
+
+
+def _ndjson(count: int, planted: str | None = None) -> bytes:
+    lines = [json.dumps({"format": "prescreen-bank/1"})]
+    for i in range(count):
+        value = planted if planted and i == count // 2 else f"{i:064x}"
+        lines.append(json.dumps({"signals": {"pdq": value}, "labels": ["terrorism"]}))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _wait_job(client, auth, job_id: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}", headers=auth("lead")).json()
+        if job["status"] in ("done", "dead"):
+            return job
+        time.sleep(0.1)
+    pytest.fail(f"job {job_id} did not finish")
+
+
+def test_background_import_reports_a_job_then_matches(client, auth) -> None:
+    client.post("/v1/banks", json={"name": "gifct", "labels": ["terrorism"]}, headers=auth())
+    queued = client.post(
+        "/v1/banks/gifct/import?background=true",
+        content=_ndjson(20_000, planted=PDQ),
+        headers={**auth("lead"), "Content-Type": "application/x-ndjson"},
+    )
+    assert queued.status_code == 202, queued.text
+    job = _wait_job(client, auth, queued.json()["job_id"])
+    assert job["status"] == "done", job
+    assert job["result"] == {"added": 20_000, "skipped": 0, "errors": []}
+    found = client.post("/v1/lookup", json={"signals": {"pdq": PDQ}}, headers=auth("integrator"))
+    assert [m["bank"] for m in found.json()["matches"]] == ["gifct"]
+
+
+def test_background_import_with_a_bad_line_names_it_and_adds_nothing(client, auth) -> None:
+    client.post("/v1/banks", json={"name": "gifct", "labels": ["terrorism"]}, headers=auth())
+    body = _ndjson(100) + b'{"signals": {"pdq": "not-a-hash"}}\n'
+    queued = client.post(
+        "/v1/banks/gifct/import?background=true",
+        content=body,
+        headers={**auth("lead"), "Content-Type": "application/x-ndjson"},
+    )
+    job = _wait_job(client, auth, queued.json()["job_id"])
+    assert job["status"] == "dead"
+    assert "line 102" in job["error"] and "64 hex digits" in job["error"]
+    listed = client.get("/v1/banks/gifct/entries", headers=auth()).json()
+    assert listed["entries"] == []
+
+
+def test_bulk_rows_read_back_like_orm_rows(db) -> None:
+    """Entries written through the driver (executemany / COPY) have the same stored forms:
+    labels as JSON, timestamps in UTC, and `disabled_until` compared as a time."""
+    past, future = utcnow() - timedelta(hours=1), utcnow() + timedelta(hours=1)
+    with db.session() as session:
+        bank = banks.create_bank(session, "imported", labels=["terrorism"], actor="test")
+        new = [
+            banks.NewEntry.validated({"pdq": f"{i:064x}"}, labels=["terrorism", "isis"],
+                                     enabled=False, disabled_until=until)
+            for i, until in enumerate((past, future))
+        ]  # fmt: skip
+        rows = banks.add_entries(session, bank, new, added_by="test")
+        assert [r.labels for r in rows] == [["terrorism", "isis"]] * 2
+    with db.session(readonly=True) as session:
+        stored = session.scalars(select(BankEntry).order_by(BankEntry.id)).all()
+        now = utcnow()
+        assert [e.is_active(now) for e in stored] == [True, False]
+        assert all(e.created_at.tzinfo is not None and e.created_at <= now for e in stored)
+        due = session.scalars(select(BankEntry.id).where(BankEntry.disabled_until <= now)).all()
+        assert due == [stored[0].id]
+
+
+def test_bank_setting_changes_apply_to_the_next_lookup(client, auth) -> None:
+    client.post("/v1/banks", json={"name": "gifct", "labels": ["terrorism"]}, headers=auth())
+    near = "0" * 63 + "f"  # 4 bits from the bank's hash
+    client.post(
+        "/v1/banks/gifct/entries", json={"signals": {"pdq": "0" * 64}}, headers=auth("lead")
+    )
+
+    def banks_matched() -> list[str]:
+        found = client.post("/v1/lookup", json={"signals": {"pdq": near}}, headers=auth())
+        return [m["bank"] for m in found.json()["matches"]]
+
+    assert banks_matched() == ["gifct"]
+    client.patch("/v1/banks/gifct", json={"pdq_threshold": 2}, headers=auth("lead"))
+    assert banks_matched() == []
+    client.patch("/v1/banks/gifct", json={"pdq_threshold": 31, "enabled": False}, headers=auth())
+    assert banks_matched() == []
+    client.patch("/v1/banks/gifct", json={"enabled": True}, headers=auth())
+    assert banks_matched() == ["gifct"]
+
+
+def test_a_revoked_key_is_refused_at_once(client, auth, db, keys) -> None:
+    body = {"signals": {"md5": "0" * 32}}
+    assert client.post("/v1/lookup", json=body, headers=auth("integrator")).status_code == 200
+    with db.session() as session:
+        key_id = keys["integrator"].split("_")[1]
+        assert session.scalar(select(ApiKey).where(ApiKey.key_id == key_id)) is not None
+        revoke_api_key(session, key_id, actor="test")
+    assert client.post("/v1/lookup", json=body, headers=auth("integrator")).status_code == 401
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_replaces_a_killed_worker(tmp_path) -> None:
+    env = {
+        **os.environ,
+        "PRESCREEN_DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+        "PRESCREEN_DATA_DIR": str(tmp_path / "data"),
+        "PRESCREEN_LOG_LEVEL": "WARNING",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prescreen.cli", "serve", "--port", str(port), "--workers", "2"],
+        env=env, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _until(lambda: _ready(url), 60, "the server to start")
+        workers = psutil.Process(server.pid).children()
+        assert len(workers) == 2
+        os.kill(workers[0].pid, signal.SIGKILL)
+        killed = workers[0].pid
+        _until(lambda: _replaced(server.pid, killed), 30, "a replacement worker")
+        _until(lambda: _ready(url), 30, "the replacement to serve")
+        answered = [httpx.get(f"{url}/healthz", timeout=5).status_code for _ in range(20)]
+        assert answered == [200] * 20
+        metrics = httpx.get(f"{url}/metrics", timeout=5).text
+        assert (
+            'prescreen_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics
+        )
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    assert server.returncode == 0
+
+
+def _replaced(pid: int, killed: int) -> bool:
+    alive = {p.pid for p in psutil.Process(pid).children() if p.status() != psutil.STATUS_ZOMBIE}
+    return killed not in alive and len(alive) == 2
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _mapped(array) -> bool:
+    """Whether `array`'s memory is a memory-mapped file (shared between processes)."""
+    while array is not None:
+        if isinstance(array, mmap.mmap):
+            return True
+        array = getattr(array, "base", None)
+    return False
+
+
+def test_a_bulk_import_is_indexed_once_and_mapped_by_every_process(db, tmp_path) -> None:
+    """Two matchers stand for two worker processes on one host: the first to see a large import
+    builds the index and saves a snapshot; the other maps that snapshot instead of building its
+    own copy. Both then match the new entries."""
+    first, second = (Matcher(snapshot_dir=tmp_path / "index") for _ in range(2))
+    with db.session(readonly=True) as session:
+        first.rebuild(session)
+        second.rebuild(session)
+    with db.session() as session:
+        bank = banks.create_bank(session, "bulk", labels=["terrorism"], actor="test")
+        new = [banks.NewEntry.validated({"pdq": f"{i:064x}"}) for i in range(60_000)]
+        new.append(banks.NewEntry.validated({"pdq": PDQ}))
+        banks.add_entries(session, bank, new, added_by="test", return_rows=False)
+    for matcher in (first, second):
+        with db.session(readonly=True) as session:
+            found = matcher.lookup(session, {"pdq": PDQ})
+        assert [m.bank for m in found] == ["bulk"]
+        main = matcher._indexes["pdq"].index._state.main
+        assert _mapped(main.codes) and _mapped(main.perms)
