@@ -16,6 +16,7 @@ from prescreen.banks.models import BankKind
 from prescreen.core.cli_context import CLI_ACTOR, database, emit, err_console, fail, settings
 from prescreen.core.config import Settings
 from prescreen.core.errors import PrescreenError
+from prescreen.matching.service import refresh_snapshot
 from prescreen.screening.service import Hashed, hash_bytes, hash_text, hash_url
 from prescreen.signals.base import ContentKind
 from prescreen.signals.logo import logo_value
@@ -164,23 +165,12 @@ def import_file(
                 service.write_import(session, bank, valid, report, CLI_ACTOR, source)
             del valid
             progress.update(task, description="indexing")
-            build_index_snapshot()
+            refresh_snapshot(database(), settings().data_dir / "index")
     except PrescreenError as exc:
         for error in exc.detail.get("errors", [])[:20]:
             err_console.print(f"  line {error['line']}: {error['message']}", highlight=False)
         fail(exc)
     emit(report.to_dict())
-
-
-def build_index_snapshot() -> None:
-    """Bring the on-disk index snapshot up to date now, so a server (re)starting after a large
-    import maps it instead of building the index itself."""
-    from prescreen.matching.service import Matcher
-
-    matcher = Matcher(snapshot_dir=settings().data_dir / "index")
-    with database().session(readonly=True) as session:
-        matcher.rebuild(session)
-    matcher.save_snapshot(compact=True)
 
 
 @app.command("export")

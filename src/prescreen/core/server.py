@@ -66,13 +66,13 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     if workers <= 1:
         uvicorn.Server(uvicorn_config(host=host, port=port)).run()
         return
-    refresh_snapshot(settings)
+    prepare_snapshot(settings)
     listener = socket.create_server((host, port), backlog=2048, reuse_port=False)
     listener.set_inheritable(True)
     Supervisor(listener, workers).run()
 
 
-def refresh_snapshot(settings: Settings) -> None:
+def prepare_snapshot(settings: Settings) -> None:
     """Bring the on-disk PDQ index snapshot up to date in a short-lived child, so workers start
     by memory-mapping it and the parent never holds an index of its own."""
     pid = os.fork()
@@ -80,13 +80,9 @@ def refresh_snapshot(settings: Settings) -> None:
         code = 1
         try:
             from prescreen.core.db import Database
-            from prescreen.matching.service import Matcher
+            from prescreen.matching.service import refresh_snapshot
 
-            db = Database(settings.database_url)
-            matcher = Matcher(snapshot_dir=settings.data_dir / "index")
-            with db.session(readonly=True) as session:
-                matcher.rebuild(session)
-            matcher.save_snapshot()
+            refresh_snapshot(Database(settings.database_url), settings.data_dir / "index")
             code = 0
         except BaseException:
             log.exception("could not prepare the index snapshot; workers will build their own")

@@ -13,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from prescreen.core.auth import Actor, Role, authenticate, check_role
+from prescreen.core.auth import Actor, Role, authenticate_cached, check_role
 from prescreen.core.config import Settings
 from prescreen.core.db import Database, utcnow
 from prescreen.core.deps import api_key_header, bearer, get_db, get_session, get_settings
@@ -51,8 +51,7 @@ def legal_actor(action: str, roles: frozenset[Role] = ACTORS) -> Callable[..., A
         header_key: str | None = Depends(api_key_header),
     ) -> Actor:
         presented = credentials.credentials if credentials else header_key
-        with db.session() as session:
-            actor = authenticate(session, presented)
+        actor = authenticate_cached(db, presented, request.app.state.settings.auth_cache_seconds)
         if actor.role is not Role.admin and actor.role not in roles:
             request_id = request.path_params.get("request_id")
             where = service.target(request_id) if request_id else request.url.path

@@ -32,7 +32,7 @@ from prescreen.banks.models import (
     EntrySignal,
     SignalChange,
 )
-from prescreen.core.db import utcnow
+from prescreen.core.db import Database, utcnow
 from prescreen.core.errors import NotFound
 from prescreen.matching.feed import FeedCursor
 from prescreen.matching.index import PDQHashIndex, SignalIndex, make_index
@@ -50,18 +50,14 @@ REBUILD_BEYOND = 100_000
 # More pending changes than this: take them from (or make) a shared snapshot.
 CATCH_UP = 50_000
 # Built once: every lookup runs it, and building a statement costs more than running it.
-_CHANGES_AFTER = (
-    select(SignalChange.id, SignalChange.op, SignalChange.signal_type,
-           SignalChange.signal_id, SignalChange.value)
-    .where(SignalChange.id > bindparam("cursor"))
-    .order_by(SignalChange.id)
-)  # fmt: skip
-_OTHER_CHANGES_BETWEEN = (
-    select(SignalChange.id, SignalChange.op, SignalChange.signal_type,
-           SignalChange.signal_id, SignalChange.value)
-    .where(SignalChange.id > bindparam("after"), SignalChange.id <= bindparam("upto"),
-           SignalChange.signal_type != PDQ)
-    .order_by(SignalChange.id)
+_CHANGES = select(
+    SignalChange.id, SignalChange.op, SignalChange.signal_type, SignalChange.signal_id,
+    SignalChange.value,
+).order_by(SignalChange.id)  # fmt: skip
+_CHANGES_AFTER = _CHANGES.where(SignalChange.id > bindparam("cursor"))
+_OTHER_CHANGES_BETWEEN = _CHANGES.where(
+    SignalChange.id > bindparam("after"), SignalChange.id <= bindparam("upto"),
+    SignalChange.signal_type != PDQ,
 )  # fmt: skip
 
 
@@ -242,13 +238,7 @@ class Matcher:
         """Changes not applied yet: after the position, or in a hole the feed had below it."""
         if not self._feed.gaps:
             return _CHANGES_AFTER, {"cursor": self._feed.position}
-        statement = (
-            select(SignalChange.id, SignalChange.op, SignalChange.signal_type,
-                   SignalChange.signal_id, SignalChange.value)
-            .where(self._feed.pending(SignalChange.id))
-            .order_by(SignalChange.id)
-        )  # fmt: skip
-        return statement, {}
+        return _CHANGES.where(self._feed.pending(SignalChange.id)), {}
 
     def _apply(self, rows: Iterable[Any]) -> int:
         """Apply rows under the lock; rows another thread applied meanwhile are skipped."""
@@ -401,6 +391,17 @@ class Matcher:
                         source=entry.source,
                     )
         return sorted(matches.values(), key=lambda m: (m.distance, m.bank, m.entry))
+
+
+def refresh_snapshot(db: Database, snapshot_dir: Path) -> None:
+    """Bring the on-disk PDQ index snapshot up to date and compacted, so the processes that
+    start next map all of it (before forking server workers, after a bulk import)."""
+    matcher = Matcher(snapshot_dir=snapshot_dir)
+    with db.session(readonly=True) as session:
+        matcher.rebuild(session)  # saves the snapshot itself when it had to build the index
+    index = matcher._indexes.get(PDQ)
+    if isinstance(index, PDQHashIndex) and index.index.stats()["delta_rows"]:
+        matcher.save_snapshot(compact=True)  # changes applied on top of an older snapshot
 
 
 def _feed_at(session: Session, position: int) -> FeedCursor:
