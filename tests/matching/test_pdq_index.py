@@ -359,6 +359,8 @@ def test_delta_limit_triggers_background_compaction() -> None:
     assert index.search(new[0], 0)[0].tolist() == [100]
 
 
+# A crash of the background compaction thread fails the test, not just a warning.
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 def test_searches_stay_exact_while_another_thread_adds_removes_and_compacts() -> None:
     rng = np.random.default_rng(8)
     stable = random_codes(rng, 300)

@@ -833,11 +833,15 @@ class PDQIndex:
         parts_codes = []
         parts_ids = []
         main = st.main
+        # Removes keep tombstoning these arrays while they are read without the lock. Counting
+        # then collecting (as `_live_rows` and `np.flatnonzero` do) on a changing array leaves
+        # uninitialised rows, so both read private copies; later removes are replayed after.
         if main is not None:
-            c, i = _live_rows(main.codes, main.id_offsets, main.id_index, main.id_keys, main.alive)
+            alive = main.alive.copy()
+            c, i = _live_rows(main.codes, main.id_offsets, main.id_index, main.id_keys, alive)
             parts_codes.append(c)
             parts_ids.append(i)
-        live = np.flatnonzero(st.delta.alive[: st.delta_count])
+        live = np.flatnonzero(st.delta.alive[: st.delta_count].copy())
         parts_codes.append(st.delta.codes[live])
         parts_ids.append(st.delta.ids[live])
         codes = np.concatenate(parts_codes)
