@@ -178,8 +178,13 @@ def ocr_bench(per_cell: int, heights: list[float], seed: int) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- latency
 
 
-def latency_bench(images: int, logos: int, seed: int) -> dict[str, Any]:
-    """Both steps on 2 MP uploads carrying a caption and a logo, as screening runs them."""
+def latency_bench(images: int, logos: int, seed: int, rounds: int = 3) -> dict[str, Any]:
+    """Both steps on 2 MP uploads carrying a caption and a logo, as screening runs them.
+
+    Every image is measured in each of `rounds` passes over the set. On a shared VM other
+    tenants slow a pass by 20-50% at random moments, so besides the figures over all passes
+    the least CPU time of each image's passes is reported: what it takes on a core of its own.
+    """
     index = LogoIndex()
     drawn = [draw_logo(i) for i in range(logos)]
     index.add(list(range(logos)), [logo_mod.logo_value(png_bytes(d)) for d in drawn])
@@ -194,22 +199,26 @@ def latency_bench(images: int, logos: int, seed: int) -> dict[str, Any]:
     ocr.read_text(grey_of(uploads[0]))  # load the models once, as a running server has
     index.search(logo_mod.query_features(grey_of(uploads[0])))
     decode, logo_t, ocr_t, total, cpu = [], [], [], [], []
-    for data in uploads:
-        c0, t0 = time.thread_time(), time.perf_counter()
-        grey = grey_of(data)
-        t1 = time.perf_counter()
-        index.search(logo_mod.query_features(grey))
-        t2 = time.perf_counter()
-        ocr.read_text(grey)
-        t3 = time.perf_counter()
-        cpu.append(time.thread_time() - c0)
-        decode.append(t1 - t0)
-        logo_t.append(t2 - t1)
-        ocr_t.append(t3 - t2)
-        total.append(t3 - t0)
+    per_image_cpu = np.zeros((rounds, images))
+    for round_ in range(rounds):
+        for i, data in enumerate(uploads):
+            c0, t0 = time.thread_time(), time.perf_counter()
+            grey = grey_of(data)
+            t1 = time.perf_counter()
+            index.search(logo_mod.query_features(grey))
+            t2 = time.perf_counter()
+            ocr.read_text(grey)
+            t3 = time.perf_counter()
+            per_image_cpu[round_, i] = time.thread_time() - c0
+            cpu.append(per_image_cpu[round_, i])
+            decode.append(t1 - t0)
+            logo_t.append(t2 - t1)
+            ocr_t.append(t3 - t2)
+            total.append(t3 - t0)
     return {
         "load_average_1min": round(os.getloadavg()[0], 2),
         "images": images,
+        "rounds": rounds,
         "size": f"{SIZE_2MP[0]}x{SIZE_2MP[1]}",
         "bank_logos": logos,
         "decode": percentiles(decode),
@@ -220,6 +229,8 @@ def latency_bench(images: int, logos: int, seed: int) -> dict[str, Any]:
         # single-threaded here): the latency on a core of its own, without the waits for
         # a shared machine's other processes that wall-clock time includes.
         "both_steps_cpu": percentiles(cpu),
+        "both_steps_cpu_by_round": [percentiles(list(r)) for r in per_image_cpu],
+        "both_steps_cpu_least_of_rounds": percentiles(list(per_image_cpu.min(axis=0))),
     }
 
 

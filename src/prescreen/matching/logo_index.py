@@ -24,6 +24,9 @@ from prescreen.signals.logo import LogoFeatures, confidence, decode_features
 
 MAX_HAMMING = 64  # of 256 bits: a worse descriptor match is noise
 RATIO = 0.9  # best must be this much closer than its rival (see _tentative_matches)
+# A rival farther than this cannot fail the ratio test of a match within MAX_HAMMING, so
+# neighbours beyond it need not be found.
+RIVAL_CAP = int(MAX_HAMMING / RATIO)
 NEIGHBOURS = 6  # nearest reference descriptors looked at for a rival
 SAME_PLACE_PX = 6.0  # in the reference's frame: the same keypoint at another size
 MIN_MATCHES = 6  # tentative matches a logo needs before a transform is fitted
@@ -125,7 +128,7 @@ def _warm_up() -> None:
     """Compile (or load from numba's cache) the matching kernel now, not in a first search
     that has a time budget."""
     words = np.zeros((1, 4), np.uint64)
-    _nearest(words, words, 1)
+    _nearest(words, np.ascontiguousarray(words.T), 1, RIVAL_CAP)
 
 
 def _tentative_matches(
@@ -138,7 +141,7 @@ def _tentative_matches(
     if not len(reference) or not len(query):
         return np.zeros((0, 2), np.int64)
     k = min(NEIGHBOURS, len(reference))
-    nearest, distances = _nearest(_as_words(query), _as_words(reference), k)
+    nearest, distances = _nearest(_as_words(query), _as_columns(reference), k, RIVAL_CAP)
     best = nearest[:, 0]
     same_logo = owners[nearest] == owners[best][:, None]
     same_place = np.linalg.norm(points[nearest] - points[best][:, None], axis=2) < SAME_PLACE_PX
@@ -157,23 +160,35 @@ def _as_words(descriptors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(descriptors, dtype=np.uint8).view(np.uint64).reshape(-1, 4)
 
 
+def _as_columns(descriptors: np.ndarray) -> np.ndarray:
+    """(4, n) words: each word of every descriptor contiguous, so the scan vectorises."""
+    return np.ascontiguousarray(_as_words(descriptors).T)
+
+
 @njit(nogil=True, cache=True)
-def _nearest(query, reference, k):  # type: ignore[no-untyped-def]
-    """For each query descriptor, the `k` nearest reference rows and their Hamming distances,
-    nearest first."""
+def _nearest(query, reference, k, cap):  # type: ignore[no-untyped-def]
+    """For each query descriptor, the `k` nearest reference descriptors (`reference` as
+    `_as_columns` gives it) within Hamming distance `cap`, nearest first; missing neighbours
+    have distance 257. A row of distances is computed in one vectorised pass, then scanned.
+    """
     n = query.shape[0]
+    m = reference.shape[1]
     rows = np.zeros((n, k), np.int64)
     distances = np.full((n, k), 257, np.int64)
+    row = np.empty(m, np.int32)
+    r0, r1, r2, r3 = reference[0], reference[1], reference[2], reference[3]
     for i in range(n):
         q0, q1, q2, q3 = query[i, 0], query[i, 1], query[i, 2], query[i, 3]
-        worst = 257
-        for j in range(reference.shape[0]):
-            d = (
-                _popcount(reference[j, 0] ^ q0)
-                + _popcount(reference[j, 1] ^ q1)
-                + _popcount(reference[j, 2] ^ q2)
-                + _popcount(reference[j, 3] ^ q3)
+        for j in range(m):
+            row[j] = (
+                _popcount(r0[j] ^ q0)
+                + _popcount(r1[j] ^ q1)
+                + _popcount(r2[j] ^ q2)
+                + _popcount(r3[j] ^ q3)
             )
+        worst = cap + 1
+        for j in range(m):
+            d = row[j]
             if d < worst:
                 slot = k - 1
                 while slot > 0 and distances[i, slot - 1] > d:
@@ -182,7 +197,7 @@ def _nearest(query, reference, k):  # type: ignore[no-untyped-def]
                     slot -= 1
                 distances[i, slot] = d
                 rows[i, slot] = j
-                worst = distances[i, k - 1]
+                worst = min(distances[i, k - 1], cap + 1)
     return rows, distances
 
 
@@ -274,8 +289,17 @@ def appearance(
     to_frame = logo.width / thumb_w
     warp = transform.astype(np.float64).copy()
     warp[:, :2] *= to_frame  # thumbnail pixels -> upload pixels
-    pixels, step = query.pixels, scale * to_frame
+    step = scale * to_frame  # upload pixels per thumbnail pixel
+    pixels = query.pixels
     if step > 1.5:  # shrink the region first so sampling does not alias
+        # Start from a copy of the upload halved until 2-4 of its pixels remain per thumbnail
+        # pixel: a large region (a chance transform's) then costs no more than a small one.
+        times = max(0, int(np.log2(step)) - 1)
+        factor = 2**times  # a level pixel's centre is at factor * u + (factor - 1) / 2
+        pixels = query.halved(times)
+        warp /= factor
+        warp[:, 2] -= (factor - 1) / (2 * factor)
+        step /= factor
         corners = np.array([[0, 0, 1], [thumb_w, 0, 1], [thumb_w, thumb_h, 1], [0, thumb_h, 1]])
         quad = corners @ warp.T
         x0, y0 = np.maximum(np.floor(quad.min(axis=0)).astype(int) - 2, 0)

@@ -23,7 +23,7 @@ import base64
 import binascii
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -60,9 +60,23 @@ class LogoFeatures:
     # side), or an upload's full greyscale pixels: what the appearance check compares.
     pixels: np.ndarray | None = None
     mask: np.ndarray | None = None
+    # An upload's pixels halved again and again, built as the appearance check needs them.
+    halvings: list[np.ndarray] = field(default_factory=list, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.points)
+
+    def halved(self, times: int) -> np.ndarray:
+        """The pixels box-averaged down by 2**times (0: the pixels themselves)."""
+        assert self.pixels is not None
+        cv2 = _cv2()
+        levels = self.halvings
+        while len(levels) < times:
+            source = levels[-1] if levels else self.pixels
+            height, width = source.shape
+            size = (max(1, width // 2), max(1, height // 2))
+            levels.append(cv2.resize(source, size, interpolation=cv2.INTER_AREA))
+        return levels[times - 1] if times else self.pixels
 
 
 def _cv2() -> Any:
@@ -155,18 +169,22 @@ def _spread(keypoints: Any, shape: tuple[int, ...], limit: int) -> list[Any]:
     """The strongest keypoints of each grid cell, `limit` in all."""
     if len(keypoints) <= limit:
         return list(keypoints)
+    cv2 = _cv2()
     columns, rows = QUERY_GRID
     height, width = shape[:2]
     per_cell = max(1, limit // (columns * rows))
-    cells: dict[tuple[int, int], list[Any]] = {}
-    for keypoint in keypoints:
-        x, y = keypoint.pt
-        cells.setdefault((int(x * columns / width), int(y * rows / height)), []).append(keypoint)
-    kept: list[Any] = []
-    for members in cells.values():
-        members.sort(key=lambda k: -k.response)
-        kept.extend(members[:per_cell])
-    return kept
+    xy = cv2.KeyPoint_convert(keypoints)
+    cells = (xy[:, 0] * columns / width).astype(np.int64) * (rows + 1) + (
+        xy[:, 1] * rows / height
+    ).astype(np.int64)
+    response = np.fromiter((k.response for k in keypoints), np.float32, len(keypoints))
+    _, first_seen, group = np.unique(cells, return_index=True, return_inverse=True)
+    # Cells in the order the detector first reached them, strongest keypoint first in each.
+    order = np.lexsort((-response, first_seen[group]))
+    ranked = cells[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    return [keypoints[i] for i in order[rank < per_cell].tolist()]
 
 
 def encode_features(features: LogoFeatures) -> str:
