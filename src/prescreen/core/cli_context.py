@@ -16,7 +16,8 @@ from prescreen.core.errors import PrescreenError
 from prescreen.core.schema import upgrade
 from prescreen.matching.service import Matcher
 
-err_console = Console(stderr=True)
+# Soft wrap: an error line stays one line in logs and pipes, whatever the terminal width.
+err_console = Console(stderr=True, soft_wrap=True)
 CLI_ACTOR = "cli"
 
 

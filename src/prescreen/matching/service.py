@@ -436,13 +436,15 @@ DIHEDRAL = ("rot90", "rot180", "rot270", "flip_h", "flip_v", "transpose", "trans
 
 def variant_allowed(bank: BankView, query_variant: str, bank_variant: str) -> bool:
     """A bank's evasion options: rotations/mirrors and trimmed borders on the upload's side,
-    centred crops (and trimmed borders) on the bank item's side."""
+    centred crops (and trimmed borders) on the bank item's side, half-frame crops of videos on
+    both."""
     trimmed = query_variant.startswith("trimmed") or bank_variant == "trimmed"
     if trimmed and not bank.match_trimmed:
         return False
     if query_variant.removeprefix("trimmed_") in DIHEDRAL and not bank.match_dihedral:
         return False
-    return bank.match_crops or not bank_variant.startswith("crop")
+    cropped = query_variant.startswith("crop") or bank_variant.startswith("crop")
+    return bank.match_crops or not cropped
 
 
 def _strength_of(signal_type: str, distance: int) -> tuple[int, int]:

@@ -136,6 +136,11 @@ _FULL_RANGE_FORMATS = frozenset(
 )
 _LIMITED_RANGE_SCALE = 255.0 / 219.0
 MIN_HASHABLE_DIM = 5  # PDQ's reference gives frames smaller than this no hash
+# Half-frame hashes (see `hash_video`): a bar's rows or columns vary by less than this (luma
+# standard deviation), and a picture inside bars smaller than twice this is not split.
+BAR_SPREAD = 2.0
+MIN_PART_SIDE = 32
+HALVES = ("crop_top", "crop_bottom", "crop_left", "crop_right")
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,19 +279,56 @@ def _pdq_from_samples(b64: np.ndarray) -> tuple[str, int]:
     return np.packbits(bits).tobytes().hex(), quality
 
 
-def _luma_pdq(frame: Any) -> tuple[str, int]:
-    """PDQ of one decoded frame as the reference sees it after converting it to RGB24."""
+def _luma_pdq(
+    frame: Any, halves: dict[str, list[tuple[str, int]]] | None = None
+) -> tuple[str, int]:
+    """PDQ of one decoded frame as the reference sees it after converting it to RGB24; with
+    `halves`, also the PDQ of each half of the picture inside its bars (see `HALVES`)."""
     name = frame.format.name
     if name in _Y_PLANE_FORMATS:
         plane = frame.planes[0]
         y = np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)
-        y = y[:, : plane.width]
-        if name in _FULL_RANGE_FORMATS:
-            return pdq_from_luma(y)
-        return pdq_from_luma(y, _LIMITED_RANGE_SCALE, 16.0, clip=(16, 235))
-    rgb = frame.to_ndarray(format="rgb24").astype(np.float32)
-    luma = rgb[:, :, 0] * 0.299 + rgb[:, :, 1] * 0.587 + rgb[:, :, 2] * 0.114
-    return pdq_from_luma(luma)
+        luma = y[:, : plane.width]
+        mapping: dict[str, Any] = {}
+        if name not in _FULL_RANGE_FORMATS:
+            mapping = {"scale": _LIMITED_RANGE_SCALE, "offset": 16.0, "clip": (16, 235)}
+    else:
+        rgb = frame.to_ndarray(format="rgb24").astype(np.float32)
+        luma = rgb[:, :, 0] * 0.299 + rgb[:, :, 1] * 0.587 + rgb[:, :, 2] * 0.114
+        mapping = {}
+    if halves is not None:
+        top, bottom, left, right = _content_box(luma)
+        middle_y, middle_x = (top + bottom) // 2, (left + right) // 2
+        parts = {
+            "crop_top": luma[top:middle_y, left:right],
+            "crop_bottom": luma[middle_y:bottom, left:right],
+            "crop_left": luma[top:bottom, left:middle_x],
+            "crop_right": luma[top:bottom, middle_x:right],
+        }
+        for part, pixels in parts.items():
+            halves.setdefault(part, []).append(pdq_from_luma(pixels, **mapping))
+    return pdq_from_luma(luma, **mapping)
+
+
+def _content_box(luma: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the picture inside uniform bars (letterbox, pillarbox):
+    rows and columns at the edges whose pixels barely vary are bars."""
+    step = max(1, min(luma.shape) // 180)  # a sample of the pixels is plenty to see a bar
+    sample = np.asarray(luma[::step, ::step], dtype=np.float32)
+
+    def extent(spread: np.ndarray) -> tuple[int, int]:
+        content = np.flatnonzero(spread > BAR_SPREAD)
+        if content.size == 0:
+            return 0, spread.size
+        return int(content[0]), int(content[-1]) + 1
+
+    top, bottom = extent(sample.std(axis=1))
+    left, right = extent(sample[top:bottom].std(axis=0))
+    height, width = luma.shape
+    box = (top * step, min(height, bottom * step), left * step, min(width, right * step))
+    if box[1] - box[0] < MIN_PART_SIDE * 2 or box[3] - box[2] < MIN_PART_SIDE * 2:
+        return 0, height, 0, width
+    return box
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,17 +453,21 @@ def hash_video(
     seconds_per_hash: float = 1.0,
     *,
     skip_nonref: bool = True,
+    halves: dict[str, list[VideoFrameHash]] | None = None,
 ) -> list[VideoFrameHash]:
     """vPDQ frame hashes of a video given as bytes or a file path (see the module docstring).
 
-    `seconds_per_hash` 0 hashes every decoded frame. Raises InvalidInput, UnsupportedMedia or
-    PayloadTooLarge; never anything else for bad input.
+    `seconds_per_hash` 0 hashes every decoded frame. With `halves` (a dict to fill), the same
+    frames are also hashed in halves, by name in `HALVES`: the top, bottom, left and right half
+    of the picture inside its bars. A large logo or caption pasted over one part of every frame
+    moves the whole frame's PDQ past any threshold, but leaves the opposite half as it was.
+    Raises InvalidInput, UnsupportedMedia or PayloadTooLarge; never anything else for bad input.
     """
     if not (seconds_per_hash >= 0 and math.isfinite(seconds_per_hash)):
         raise ValueError("seconds_per_hash must be a finite number >= 0")
     container, fileobj = _open(data, limits)
     try:
-        return _hash_container(container, limits, seconds_per_hash, skip_nonref)
+        return _hash_container(container, limits, seconds_per_hash, skip_nonref, halves)
     finally:
         container.close()
         fileobj.close()
@@ -432,6 +478,7 @@ def _hash_container(
     limits: VideoLimits,
     seconds_per_hash: float,
     skip_nonref: bool,
+    halves: dict[str, list[VideoFrameHash]] | None = None,
 ) -> list[VideoFrameHash]:
     import av
 
@@ -510,8 +557,13 @@ def _hash_container(
                     )
                 if number < next_sample:
                     continue
-                value, quality = _luma_pdq(frame)
+                parts: dict[str, list[tuple[str, int]]] | None = {} if halves is not None else None
+                value, quality = _luma_pdq(frame, parts)
                 hashes.append(VideoFrameHash(number, quality, value, round(seconds, 6)))
+                for part, [(part_value, part_quality)] in (parts or {}).items():
+                    halves.setdefault(part, []).append(  # type: ignore[union-attr]
+                        VideoFrameHash(number, part_quality, part_value, round(seconds, 6))
+                    )
                 next_sample = (number // frame_mod + 1) * frame_mod
     except (InvalidInput, PayloadTooLarge, UnsupportedMedia):
         raise
@@ -704,8 +756,21 @@ class VideoSignal(SignalType):
     default_threshold = DEFAULT_MATCH_DISTANCE
 
     def compute(self, upload: Upload) -> dict[str, Any]:
-        frames = dedupe_frames(hash_video(upload.data or b"", VideoLimits.from_env()))
-        return {"vpdq": [asdict(f) for f in frames]}
+        """`vpdq`, and as `vpdq_variants` the half-frame hashes ({name: [frames, quality]},
+        quality the median of the frames'), searched and stored like an image's crops."""
+        halves: dict[str, list[VideoFrameHash]] = {}
+        frames = dedupe_frames(
+            hash_video(upload.data or b"", VideoLimits.from_env(), halves=halves)
+        )
+        variants = {}
+        for name, part in halves.items():
+            kept = dedupe_frames(part)
+            median = int(np.median([f.quality for f in kept]))
+            variants[name] = [[asdict(f) for f in kept], median]
+        signals: dict[str, Any] = {"vpdq": [asdict(f) for f in frames]}
+        if variants:
+            signals["vpdq_variants"] = variants
+        return signals
 
     def normalize(self, value: Any) -> str:
         return to_vpdq_text(_frames_from_value(value))
