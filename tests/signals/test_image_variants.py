@@ -17,6 +17,7 @@ from prescreen.signals.image_variants import (
     bank_variants,
     best_match,
     centred_crop,
+    dihedral_hashes,
     query_variants,
     trim_borders,
 )
@@ -76,6 +77,29 @@ def test_every_rotation_and_mirror_of_the_bridge_matches_the_original() -> None:
         assert set(DIHEDRAL) <= set(query)
         match = best_match(query, bank, THRESHOLD)
         assert match is not None and match[0] <= 16, (path.name, match)
+
+
+# How Pillow turns a picture into each of its rotations/mirrors.
+TRANSPOSED = {
+    "rot90": Image.Transpose.ROTATE_90,
+    "rot180": Image.Transpose.ROTATE_180,
+    "rot270": Image.Transpose.ROTATE_270,
+    "flip_v": Image.Transpose.FLIP_TOP_BOTTOM,
+    "flip_h": Image.Transpose.FLIP_LEFT_RIGHT,
+    "transpose": Image.Transpose.TRANSPOSE,
+    "transverse": Image.Transpose.TRANSVERSE,
+}
+
+
+@pytest.mark.parametrize("size", [(640, 480), (511, 377), (120, 90)])
+def test_small_images_rotations_hash_exactly_as_the_rotated_pictures(size) -> None:
+    """Under 512 px every rotation/mirror is what the reference computes on the rotated
+    picture itself (derived from one blur, where the one-DCT shortcut would drift)."""
+    image = photo(3, size)
+    hashes, quality = dihedral_hashes(image)
+    assert (hashes["original"], quality) == pdq_hash(image, full_resolution=True)
+    for name, method in TRANSPOSED.items():
+        assert hashes[name] == pdq_hash(image.transpose(method), full_resolution=True)[0], name
 
 
 @pytest.mark.parametrize("fill", ["black", "white", "colour", "blurred"])

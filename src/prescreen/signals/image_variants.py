@@ -26,6 +26,7 @@ import pdqhash
 from PIL import Image
 
 from prescreen.signals.image import bits_to_hex, hashing_pixels, pdq_distance, pdq_from_pixels
+from prescreen.signals.video import dihedral_from_luma
 
 # Order of the hashes `pdqhash.compute_dihedral` returns. Each name is the operation applied to
 # the image whose hash it is (Pillow's transposes: rot90 = Image.Transpose.ROTATE_90, counter-
@@ -59,30 +60,23 @@ MAX_BAR = 0.45  # no bar on one side is thicker than this share of the side
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-# Pillow transposes giving each dihedral variant of an image.
-TRANSPOSES = {
-    "rot90": Image.Transpose.ROTATE_90,
-    "rot180": Image.Transpose.ROTATE_180,
-    "rot270": Image.Transpose.ROTATE_270,
-    "flip_v": Image.Transpose.FLIP_TOP_BOTTOM,
-    "flip_h": Image.Transpose.FLIP_LEFT_RIGHT,
-    "transpose": Image.Transpose.TRANSPOSE,
-    "transverse": Image.Transpose.TRANSVERSE,
-}
 # Under this many pixels on the shorter side, PDQ's decimation grid is coarse enough that the
-# DCT sign-flip shortcut drifts (up to ~40 bits on 256 px photos): transpose the pixels instead.
+# DCT sign-flip shortcut drifts (up to ~40 bits on 256 px photos): hash each rotation/mirror
+# as the reference would the rotated pixels (`dihedral_from_luma`, exact and cheap there).
 EXACT_DIHEDRAL_SIDE = 512
 
 
 def dihedral_hashes(pixels: Image.Image) -> tuple[dict[str, str], int]:
     """The 8 rotation/mirror hashes of these RGB pixels, and their quality. Large images get
-    all 8 from one DCT; small ones (cheap to hash) are transposed and hashed 8 times."""
+    all 8 from one DCT; small ones the other 7 from one blur of their luma, read along mirrored
+    axes. The original is always the reference's own hash (on a nearly flat picture, a
+    different order of float sums flips bits)."""
     if min(pixels.size) < EXACT_DIHEDRAL_SIDE:
         value, quality = pdq_from_pixels(pixels)
-        hashes = {"original": value}
-        for name, method in TRANSPOSES.items():
-            hashes[name] = pdq_from_pixels(pixels.transpose(method))[0]
-        return hashes, quality
+        rgb = np.asarray(pixels).astype(np.float32)
+        luma = rgb[:, :, 0] * 0.299 + rgb[:, :, 1] * 0.587 + rgb[:, :, 2] * 0.114
+        hashes = {name: pair[0] for name, pair in dihedral_from_luma(luma).items()}
+        return hashes | {"original": value}, quality
     bits, quality = pdqhash.compute_dihedral(np.ascontiguousarray(np.asarray(pixels)))
     return {name: bits_to_hex(b) for name, b in zip(DIHEDRAL, bits, strict=True)}, int(quality)
 

@@ -35,7 +35,8 @@ from prescreen.signals.registry import register
 PREFIX = "orb1:"
 REFERENCE_SIDE = 320  # the reference's longer side, in its own frame
 REFERENCE_SCALES = (1.0, 0.55, 0.3)  # extra sizes the reference is described at
-REFERENCE_FEATURES = 400  # per scale
+# Per scale: 400 found no more logos on the benchmark and made matching 14% slower.
+REFERENCE_FEATURES = 300
 REFERENCE_PAD = 24  # edge pixels repeated so keypoints near the edge get descriptors
 QUERY_MAX_SIDE = 1280  # an upload is described at most this large
 QUERY_FEATURES = 3200  # keypoints kept per upload, spread over a grid

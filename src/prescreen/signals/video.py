@@ -267,6 +267,44 @@ def pdq_from_luma(
     return _pdq_from_samples(samples)
 
 
+# The 8 rotations/mirrors as (rows reversed, columns reversed, axes swapped) of the original.
+DIHEDRAL_AXES = {
+    "original": (False, False, False),
+    "rot90": (False, True, True),
+    "rot180": (True, True, False),
+    "rot270": (True, False, True),
+    "flip_v": (True, False, False),
+    "flip_h": (False, True, False),
+    "transpose": (False, False, True),
+    "transverse": (True, True, True),
+}
+
+
+def dihedral_from_luma(luma: np.ndarray) -> dict[str, tuple[str, int]]:
+    """PDQ (hex, quality) of each rotation/mirror of a luma image, as the reference computes on
+    the rotated image itself, at the cost of about two hashes: PDQ's blur weights depend only
+    on an axis's length, so a reversed axis reads the same weights at mirrored indices and
+    swapped axes transpose the 64 x 64 samples."""
+    height, width = luma.shape
+    if height < MIN_HASHABLE_DIM or width < MIN_HASHABLE_DIM:
+        return {name: ("0" * PDQ_HEX_LENGTH, 0) for name in DIHEDRAL_AXES}
+    row_index, row_weight = _axis_weights(height)
+    col_index, col_weight = _axis_weights(width)
+    samples: dict[tuple[bool, bool], np.ndarray] = {}
+    for rows_reversed in (False, True):
+        rows = luma[height - 1 - row_index if rows_reversed else row_index]
+        blurred = np.einsum("rk,rkw->rw", row_weight, rows.astype(np.float64))
+        for cols_reversed in (False, True):
+            cols = width - 1 - col_index if cols_reversed else col_index
+            samples[rows_reversed, cols_reversed] = np.einsum(
+                "rck,ck->rc", blurred[:, cols], col_weight
+            )
+    return {
+        name: _pdq_from_samples(samples[r, c].T if swapped else samples[r, c])
+        for name, (r, c, swapped) in DIHEDRAL_AXES.items()
+    }
+
+
 def _pdq_from_samples(b64: np.ndarray) -> tuple[str, int]:
     b32 = b64.astype(np.float32)  # the reference keeps the 64 x 64 buffer in single precision
     down = np.trunc((b32[:-1, :] - b32[1:, :]) * np.float32(100) / np.float32(255))
