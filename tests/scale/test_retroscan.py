@@ -7,11 +7,14 @@ import json
 import random
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from prescreen.app import create_app
 from prescreen.banks.service import NewEntry, add_entries, create_bank, get_bank
 from prescreen.core.auth import Role, create_api_key
 from prescreen.core.config import reset_settings
@@ -146,9 +149,19 @@ def test_the_platform_is_notified_through_its_signed_webhook(db, settings, recei
     assert event["data"]["retroscan"]["previous_decision"] == first["id"]
 
 
+@pytest.fixture
+def on_demand_client(settings, db) -> Iterator[TestClient]:
+    """The service with the periodic feed scan off, so only the requested scan acts (else
+    the feed scan, when its first run comes after the entry is added, takes the hit)."""
+    on_demand = settings.model_copy(update={"retroscan_interval_seconds": 0})
+    with TestClient(create_app(on_demand, db), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
 def test_a_lead_queues_a_bank_scan_over_the_api_and_reads_its_hits(
-    client, auth, db, settings
+    on_demand_client, auth, db, settings
 ) -> None:
+    client = on_demand_client
     matcher = Matcher()
     with db.session() as session:
         create_bank(session, "terror", kind="block", labels=["terrorism"])
