@@ -17,6 +17,7 @@ from tests.conftest import SHARED_DATA
 
 from prescreen.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMedia
 from prescreen.signals.base import ContentKind, Upload
+from prescreen.signals.pdq_luma import pdq_from_luma
 from prescreen.signals.video import (
     VideoFrameHash,
     VideoLimits,
@@ -25,7 +26,6 @@ from prescreen.signals.video import (
     hash_video,
     match_videos,
     parse_vpdq_text,
-    pdq_from_luma,
     to_vpdq_text,
 )
 

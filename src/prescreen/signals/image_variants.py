@@ -26,7 +26,7 @@ import pdqhash
 from PIL import Image
 
 from prescreen.signals.image import bits_to_hex, hashing_pixels, pdq_distance, pdq_from_pixels
-from prescreen.signals.video import dihedral_from_luma
+from prescreen.signals.pdq_luma import dihedral_from_luma
 
 # Order of the hashes `pdqhash.compute_dihedral` returns. Each name is the operation applied to
 # the image whose hash it is (Pillow's transposes: rot90 = Image.Transpose.ROTATE_90, counter-

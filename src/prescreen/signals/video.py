@@ -57,7 +57,6 @@ open other files or URLs.
 
 from __future__ import annotations
 
-import functools
 import io
 import math
 import os
@@ -72,6 +71,7 @@ import numpy as np
 
 from prescreen.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMedia
 from prescreen.signals.base import ContentKind, SignalType, Upload
+from prescreen.signals.pdq_luma import MIN_HASHABLE_DIM, pdq_from_luma
 from prescreen.signals.registry import register
 
 __all__ = [
@@ -82,11 +82,9 @@ __all__ = [
     "hash_video",
     "match_videos",
     "parse_vpdq_text",
-    "pdq_from_luma",
     "to_vpdq_text",
 ]
 
-PDQ_HEX_LENGTH = 64
 DEFAULT_MATCH_DISTANCE = 31
 DEFAULT_MATCH_QUALITY = 50
 
@@ -135,12 +133,11 @@ _FULL_RANGE_FORMATS = frozenset(
     {"yuvj420p", "yuvj422p", "yuvj444p", "yuvj440p", "yuvj411p", "gray"}
 )
 _LIMITED_RANGE_SCALE = 255.0 / 219.0
-MIN_HASHABLE_DIM = 5  # PDQ's reference gives frames smaller than this no hash
 # Half-frame hashes (see `hash_video`): a bar's rows or columns vary by less than this (luma
 # standard deviation), and a picture inside bars smaller than twice this is not split.
 BAR_SPREAD = 2.0
 MIN_PART_SIDE = 32
-HALVES = ("crop_top", "crop_bottom", "crop_left", "crop_right")
+HALVES = ("crop_top", "crop_bottom", "crop_left", "crop_right")  # the picture's halves
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,146 +191,20 @@ class VideoLimits:
         return cls(**values)
 
 
-# --------------------------------------------------------------------------------------------
-# PDQ from a luma plane
-
-
-@functools.lru_cache(maxsize=1)
-def _dct_matrix() -> np.ndarray:
-    """PDQ's 16 x 64 DCT-II basis (frequencies 1..16, no DC row)."""
-    i = np.arange(1, 17, dtype=np.float64)[:, None]
-    j = np.arange(64, dtype=np.float64)[None, :]
-    return np.sqrt(2.0 / 64.0) * np.cos(np.pi / 2.0 / 64.0 * i * (2.0 * j + 1.0))
-
-
-def _box_bounds(n: int, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """First and last input index of PDQ's box filter at each output index (clipped at edges)."""
-    half = (window + 2) // 2
-    out = np.arange(n)
-    return np.clip(out - (window - half), 0, n - 1), np.clip(out + half - 1, 0, n - 1)
-
-
-@functools.lru_cache(maxsize=32)
-def _axis_weights(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """For one image axis of length `n`: the input indices (64, K) and weights (64, K) that
-    produce PDQ's 64 samples along it after two box-filter passes and decimation."""
-    if n == 64:  # the reference skips blurring for 64 x 64 input
-        return np.arange(64)[:, None], np.ones((64, 1))
-    window = (n + 127) // 128
-    lo, hi = _box_bounds(n, window)
-    samples = ((np.arange(64) + 0.5) * n / 64).astype(np.int64)
-    rows: list[dict[int, float]] = []
-    for s in samples:
-        weights: dict[int, float] = {}
-        outer = 1.0 / (hi[s] - lo[s] + 1)
-        for j in range(lo[s], hi[s] + 1):
-            inner = outer / (hi[j] - lo[j] + 1)
-            for k in range(lo[j], hi[j] + 1):
-                weights[k] = weights.get(k, 0.0) + inner
-        rows.append(weights)
-    width = max(len(w) for w in rows)
-    index = np.zeros((64, width), dtype=np.intp)
-    weight = np.zeros((64, width), dtype=np.float64)
-    for r, w in enumerate(rows):
-        keys = sorted(w)
-        index[r, : len(keys)] = keys
-        index[r, len(keys) :] = keys[-1]
-        weight[r, : len(keys)] = [w[k] for k in keys]
-    return index, weight
-
-
-def pdq_from_luma(
-    plane: np.ndarray, scale: float = 1.0, offset: float = 0.0, clip: tuple[int, int] | None = None
-) -> tuple[str, int]:
-    """PDQ (64 hex digits, quality) of the luma image ``(plane - offset) * scale``.
-
-    `plane` is a 2-D array (any numeric dtype); `clip` clamps its values first (used to map
-    limited-range Y to what an RGB conversion would give). The result equals Meta's reference
-    PDQ on the same luma: the blur-and-decimate step is linear, so it is done as a weighted sum
-    over only the rows and columns that reach the 64 x 64 samples.
-    """
-    height, width = plane.shape
-    if height < MIN_HASHABLE_DIM or width < MIN_HASHABLE_DIM:
-        return "0" * PDQ_HEX_LENGTH, 0
-    row_index, row_weight = _axis_weights(height)
-    col_index, col_weight = _axis_weights(width)
-    rows = plane[row_index]  # (64, K, width)
-    if clip is not None:
-        rows = np.clip(rows, clip[0], clip[1])
-    blurred = np.einsum("rk,rkw->rw", row_weight, rows.astype(np.float64))
-    samples = np.einsum("rck,ck->rc", blurred[:, col_index], col_weight)
-    if scale != 1.0 or offset != 0.0:
-        samples = (samples - offset) * scale
-    return _pdq_from_samples(samples)
-
-
-# The 8 rotations/mirrors as (rows reversed, columns reversed, axes swapped) of the original.
-DIHEDRAL_AXES = {
-    "original": (False, False, False),
-    "rot90": (False, True, True),
-    "rot180": (True, True, False),
-    "rot270": (True, False, True),
-    "flip_v": (True, False, False),
-    "flip_h": (False, True, False),
-    "transpose": (False, False, True),
-    "transverse": (True, True, True),
-}
-
-
-def dihedral_from_luma(luma: np.ndarray) -> dict[str, tuple[str, int]]:
-    """PDQ (hex, quality) of each rotation/mirror of a luma image, as the reference computes on
-    the rotated image itself, at the cost of about two hashes: PDQ's blur weights depend only
-    on an axis's length, so a reversed axis reads the same weights at mirrored indices and
-    swapped axes transpose the 64 x 64 samples."""
-    height, width = luma.shape
-    if height < MIN_HASHABLE_DIM or width < MIN_HASHABLE_DIM:
-        return {name: ("0" * PDQ_HEX_LENGTH, 0) for name in DIHEDRAL_AXES}
-    row_index, row_weight = _axis_weights(height)
-    col_index, col_weight = _axis_weights(width)
-    samples: dict[tuple[bool, bool], np.ndarray] = {}
-    for rows_reversed in (False, True):
-        rows = luma[height - 1 - row_index if rows_reversed else row_index]
-        blurred = np.einsum("rk,rkw->rw", row_weight, rows.astype(np.float64))
-        for cols_reversed in (False, True):
-            cols = width - 1 - col_index if cols_reversed else col_index
-            samples[rows_reversed, cols_reversed] = np.einsum(
-                "rck,ck->rc", blurred[:, cols], col_weight
-            )
-    return {
-        name: _pdq_from_samples(samples[r, c].T if swapped else samples[r, c])
-        for name, (r, c, swapped) in DIHEDRAL_AXES.items()
-    }
-
-
-def _pdq_from_samples(b64: np.ndarray) -> tuple[str, int]:
-    b32 = b64.astype(np.float32)  # the reference keeps the 64 x 64 buffer in single precision
-    down = np.trunc((b32[:-1, :] - b32[1:, :]) * np.float32(100) / np.float32(255))
-    across = np.trunc((b32[:, :-1] - b32[:, 1:]) * np.float32(100) / np.float32(255))
-    quality = min(100, int(np.abs(down).sum() + np.abs(across).sum()) // 90)
-    dct = _dct_matrix()
-    coefficients = (dct @ b32.astype(np.float64) @ dct.T).ravel()
-    median = np.partition(coefficients, 127)[127]  # the lower median, as the reference's torben
-    bits = (coefficients > median)[::-1]
-    return np.packbits(bits).tobytes().hex(), quality
-
-
-def _luma_pdq(
-    frame: Any, halves: dict[str, list[tuple[str, int]]] | None = None
-) -> tuple[str, int]:
+def _luma_pdq(frame: Any, halves: dict[str, tuple[str, int]] | None = None) -> tuple[str, int]:
     """PDQ of one decoded frame as the reference sees it after converting it to RGB24; with
-    `halves`, also the PDQ of each half of the picture inside its bars (see `HALVES`)."""
+    `halves` (a dict to fill), also the PDQ of each half of the picture inside its bars."""
     name = frame.format.name
+    mapping: dict[str, Any] = {}
     if name in _Y_PLANE_FORMATS:
         plane = frame.planes[0]
         y = np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)
         luma = y[:, : plane.width]
-        mapping: dict[str, Any] = {}
         if name not in _FULL_RANGE_FORMATS:
             mapping = {"scale": _LIMITED_RANGE_SCALE, "offset": 16.0, "clip": (16, 235)}
     else:
         rgb = frame.to_ndarray(format="rgb24").astype(np.float32)
         luma = rgb[:, :, 0] * 0.299 + rgb[:, :, 1] * 0.587 + rgb[:, :, 2] * 0.114
-        mapping = {}
     if halves is not None:
         top, bottom, left, right = _content_box(luma)
         # Every other row and column: a quarter of the work, and PDQ's blur makes up for it
@@ -341,14 +212,14 @@ def _luma_pdq(
         step = 2 if min(bottom - top, right - left) >= 4 * MIN_PART_SIDE else 1
         picture = luma[top:bottom:step, left:right:step]
         middle_y, middle_x = picture.shape[0] // 2, picture.shape[1] // 2
-        parts = {
-            "crop_top": picture[:middle_y],
-            "crop_bottom": picture[middle_y:],
-            "crop_left": picture[:, :middle_x],
-            "crop_right": picture[:, middle_x:],
-        }
-        for part, pixels in parts.items():
-            halves.setdefault(part, []).append(pdq_from_luma(pixels, **mapping))
+        parts = (
+            picture[:middle_y],
+            picture[middle_y:],
+            picture[:, :middle_x],
+            picture[:, middle_x:],
+        )
+        for part, pixels in zip(HALVES, parts, strict=True):
+            halves[part] = pdq_from_luma(pixels, **mapping)
     return pdq_from_luma(luma, **mapping)
 
 
@@ -599,13 +470,12 @@ def _hash_container(
                     )
                 if number < next_sample:
                     continue
-                parts: dict[str, list[tuple[str, int]]] | None = {} if halves is not None else None
+                parts: dict[str, tuple[str, int]] | None = None if halves is None else {}
                 value, quality = _luma_pdq(frame, parts)
                 hashes.append(VideoFrameHash(number, quality, value, round(seconds, 6)))
-                for part, [(part_value, part_quality)] in (parts or {}).items():
-                    halves.setdefault(part, []).append(  # type: ignore[union-attr]
-                        VideoFrameHash(number, part_quality, part_value, round(seconds, 6))
-                    )
+                for part, (part_value, part_quality) in (parts or {}).items():
+                    frame_hash = VideoFrameHash(number, part_quality, part_value, round(seconds, 6))
+                    halves.setdefault(part, []).append(frame_hash)  # type: ignore[union-attr]
                 next_sample = (number // frame_mod + 1) * frame_mod
     except (InvalidInput, PayloadTooLarge, UnsupportedMedia):
         raise
