@@ -169,7 +169,13 @@ def test_serve_replaces_a_killed_worker(tmp_path) -> None:
 
 
 def _replaced(pid: int, killed: int) -> bool:
-    alive = {p.pid for p in psutil.Process(pid).children() if p.status() != psutil.STATUS_ZOMBIE}
+    alive = set()
+    for child in psutil.Process(pid).children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                alive.add(child.pid)
+        except psutil.NoSuchProcess:  # the killed worker, reaped between the two calls
+            continue
     return killed not in alive and len(alive) == 2
 
 
