@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
+from tests.webhook_receiver import WebhookReceiver
 
 from prescreen.app import create_app
 from prescreen.core.auth import Role, create_api_key
-from prescreen.core.config import Settings
+from prescreen.core.config import Settings, reset_settings
 from prescreen.core.db import Base, Database
 from prescreen.core.schema import import_all_models, upgrade
 
@@ -105,3 +108,16 @@ def auth(keys):
         return {"Authorization": f"Bearer {keys[role]}"}
 
     return headers
+
+
+@pytest.fixture
+def receiver(monkeypatch) -> Iterator[str]:
+    """The URL of a webhook endpoint on this machine (`WebhookReceiver` records deliveries)."""
+    monkeypatch.setenv("PRESCREEN_WEBHOOK_ALLOW_PRIVATE", "true")
+    reset_settings()
+    WebhookReceiver.received, WebhookReceiver.fail_first = [], 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), WebhookReceiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hook"
+    server.shutdown()
+    reset_settings()

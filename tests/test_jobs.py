@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import func, select, update
 from tests.media import video
+from tests.webhook_receiver import WebhookReceiver
 
-from prescreen.core.config import reset_settings
 from prescreen.core.db import utcnow
 from prescreen.jobs.models import Job, JobBlob
 from prescreen.jobs.service import PermanentJobError, Worker, enqueue, job_handler
@@ -96,33 +94,6 @@ def test_an_expired_lease_is_taken_over_and_the_late_worker_is_fenced_off(db) ->
     assert _job(db, job_id).result == {"attempt": 2}
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[tuple[dict, bytes]] = []
-    fail_first = 1
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append((dict(self.headers), body))
-        status = 500 if len(type(self).received) <= type(self).fail_first else 200
-        self.send_response(status)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver(monkeypatch):
-    monkeypatch.setenv("PRESCREEN_WEBHOOK_ALLOW_PRIVATE", "true")
-    reset_settings()
-    _Receiver.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/hook"
-    server.shutdown()
-    reset_settings()
-
-
 def _run_until(db, settings, predicate, timeout=60.0) -> None:
     worker = Worker(db, context={"settings": settings, "matcher": Matcher()})
     deadline = time.monotonic() + timeout
@@ -139,6 +110,7 @@ def _run_until(db, settings, predicate, timeout=60.0) -> None:
 def test_video_is_screened_asynchronously_with_a_signed_webhook(
     client, auth, db, settings, receiver
 ) -> None:
+    WebhookReceiver.fail_first = 1  # the first delivery fails and must be retried
     webhook = client.put("/v1/webhook", json={"url": receiver}, headers=auth("integrator"))
     assert webhook.status_code == 200, webhook.text
     secret = webhook.json()["secret"]
@@ -159,19 +131,19 @@ def test_video_is_screened_asynchronously_with_a_signed_webhook(
     )
     assert again.status_code == 202 and again.json()["job_id"] == job_id
 
-    _run_until(db, settings, lambda: len(_Receiver.received) >= 2)
+    _run_until(db, settings, lambda: len(WebhookReceiver.received) >= 2)
     status = client.get(f"/v1/jobs/{job_id}", headers=auth("integrator")).json()
     assert status["status"] == "done"
     decision = status["result"]["decision"]
     assert decision["decision"] == "allow" and decision["content_id"] == "vid-1"
     assert decision["content_type"] == "video" and decision["signals"]["md5"]
 
-    headers, body = _Receiver.received[-1]
+    headers, body = WebhookReceiver.received[-1]
     assert verify(secret, headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
     assert not verify("whsec_wrong", headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
     delivered = json.loads(body)
     assert delivered["event"] == "decision" and delivered["data"]["id"] == decision["id"]
-    assert len(_Receiver.received) == 2  # the first attempt got a 500 and was retried
+    assert len(WebhookReceiver.received) == 2  # the first attempt got a 500 and was retried
 
     replay = client.post(
         "/v1/screen",

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from tests.webhook_receiver import WebhookReceiver
 
 from prescreen.app import create_app
 from prescreen.banks.service import NewEntry, add_entries, create_bank, get_bank
 from prescreen.core.auth import Role, create_api_key
-from prescreen.core.config import reset_settings
 from prescreen.jobs.service import Worker
 from prescreen.matching.service import Matcher
 from prescreen.review.models import ReviewCase
@@ -99,31 +97,6 @@ def test_allow_list_and_already_restricted_content_are_left_alone(db, settings) 
     assert scan_bank(db, matcher, settings, "terror").hits == 0
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[tuple[dict, bytes]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append((dict(self.headers), body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver(monkeypatch):
-    monkeypatch.setenv("PRESCREEN_WEBHOOK_ALLOW_PRIVATE", "true")
-    reset_settings()
-    _Receiver.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/hook"
-    server.shutdown()
-    reset_settings()
-
-
 def test_the_platform_is_notified_through_its_signed_webhook(db, settings, receiver) -> None:
     matcher = Matcher()
     with db.session() as session:
@@ -137,10 +110,10 @@ def test_the_platform_is_notified_through_its_signed_webhook(db, settings, recei
     worker = Worker(db, context={"settings": settings, "matcher": matcher})
     scan_feed(db, matcher, settings)
     deadline = time.monotonic() + 20
-    while not _Receiver.received:
+    while not WebhookReceiver.received:
         assert time.monotonic() < deadline, "no webhook delivery"
         worker.run_one() or time.sleep(0.05)
-    headers, body = _Receiver.received[0]
+    headers, body = WebhookReceiver.received[0]
     assert verify(secret, headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
     event = json.loads(body)
     assert event["event"] == "decision" and event["data"]["content_id"] == "post-9"
