@@ -62,13 +62,16 @@ class LogoIndex:
         return len(self._logos)
 
     def _stack(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All reference descriptors in one array, with each row's owner and point."""
+        """All reference descriptors (as `_as_columns` lays them out for the scan), with each
+        descriptor's owner and point."""
         with self._lock:
             if self._stacked is None:
                 logos = list(self._logos.items())
                 self._stacked = (
-                    np.concatenate(
-                        [f.descriptors for _, f in logos] or [np.zeros((0, 32), np.uint8)]
+                    _as_columns(
+                        np.concatenate(
+                            [f.descriptors for _, f in logos] or [np.zeros((0, 32), np.uint8)]
+                        )
                     ),
                     np.concatenate(
                         [np.full(len(f), i, np.int64) for i, f in logos] or [np.zeros(0, np.int64)]
@@ -82,10 +85,10 @@ class LogoIndex:
         upload; the box is (x, y, width, height) as fractions of the upload's size."""
         if not isinstance(value, LogoFeatures) or len(value) < MIN_MATCHES or not self._logos:
             return []
-        descriptors, owners, ref_points = self._stack()
+        columns, owners, ref_points = self._stack()
         with self._lock:
             logos = dict(self._logos)
-        pairs = _tentative_matches(value.descriptors, descriptors, owners, ref_points)
+        pairs = _tentative_matches(value.descriptors, columns, owners, ref_points)
         found = []
         for owner in np.unique(owners[pairs[:, 1]]) if len(pairs) else ():
             mine = pairs[owners[pairs[:, 1]] == owner]
@@ -132,16 +135,18 @@ def _warm_up() -> None:
 
 
 def _tentative_matches(
-    query: np.ndarray, reference: np.ndarray, owners: np.ndarray, points: np.ndarray
+    query: np.ndarray, columns: np.ndarray, owners: np.ndarray, points: np.ndarray
 ) -> np.ndarray:
-    """(query row, reference row) pairs passing the distance and ratio tests. The rival of the
+    """(query row, reference row) pairs passing the distance and ratio tests, for reference
+    descriptors laid out by `_as_columns`. The rival of the
     nearest reference descriptor is the nearest one that is not the same keypoint of the same
     logo (described again at another size): another logo's, or another place of this logo's.
     Among the `NEIGHBOURS` nearest, or the farthest of them when none qualifies."""
-    if not len(reference) or not len(query):
+    count = columns.shape[1]
+    if not count or not len(query):
         return np.zeros((0, 2), np.int64)
-    k = min(NEIGHBOURS, len(reference))
-    nearest, distances = _nearest(_as_words(query), _as_columns(reference), k, RIVAL_CAP)
+    k = min(NEIGHBOURS, count)
+    nearest, distances = _nearest(_as_words(query), columns, k, RIVAL_CAP)
     best = nearest[:, 0]
     same_logo = owners[nearest] == owners[best][:, None]
     same_place = np.linalg.norm(points[nearest] - points[best][:, None], axis=2) < SAME_PLACE_PX

@@ -26,7 +26,7 @@ import pdqhash
 from PIL import Image
 
 from prescreen.signals.image import bits_to_hex, hashing_pixels, pdq_distance, pdq_from_pixels
-from prescreen.signals.pdq_luma import dihedral_from_luma
+from prescreen.signals.pdq_luma import dihedral_from_luma, luma_of_rgb
 
 # Order of the hashes `pdqhash.compute_dihedral` returns. Each name is the operation applied to
 # the image whose hash it is (Pillow's transposes: rot90 = Image.Transpose.ROTATE_90, counter-
@@ -73,8 +73,7 @@ def dihedral_hashes(pixels: Image.Image) -> tuple[dict[str, str], int]:
     different order of float sums flips bits)."""
     if min(pixels.size) < EXACT_DIHEDRAL_SIDE:
         value, quality = pdq_from_pixels(pixels)
-        rgb = np.asarray(pixels).astype(np.float32)
-        luma = rgb[:, :, 0] * 0.299 + rgb[:, :, 1] * 0.587 + rgb[:, :, 2] * 0.114
+        luma = luma_of_rgb(np.asarray(pixels))
         hashes = {name: pair[0] for name, pair in dihedral_from_luma(luma).items()}
         return hashes | {"original": value}, quality
     bits, quality = pdqhash.compute_dihedral(np.ascontiguousarray(np.asarray(pixels)))

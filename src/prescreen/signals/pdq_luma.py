@@ -18,6 +18,13 @@ PDQ_HEX_LENGTH = 64
 MIN_HASHABLE_DIM = 5  # PDQ's reference gives images smaller than this no hash
 
 
+def luma_of_rgb(rgb: np.ndarray) -> np.ndarray:
+    """The luma the reference hashes, from (h, w, 3) RGB: 0.299 R + 0.587 G + 0.114 B in single
+    precision, summed in that order (another order would move a few hashes by a bit)."""
+    rgb = rgb.astype(np.float32)
+    return rgb[:, :, 0] * 0.299 + rgb[:, :, 1] * 0.587 + rgb[:, :, 2] * 0.114
+
+
 @functools.lru_cache(maxsize=1)
 def _dct_matrix() -> np.ndarray:
     """PDQ's 16 x 64 DCT-II basis (frequencies 1..16, no DC row)."""

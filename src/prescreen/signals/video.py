@@ -71,7 +71,7 @@ import numpy as np
 
 from prescreen.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMedia
 from prescreen.signals.base import ContentKind, SignalType, Upload
-from prescreen.signals.pdq_luma import MIN_HASHABLE_DIM, pdq_from_luma
+from prescreen.signals.pdq_luma import MIN_HASHABLE_DIM, luma_of_rgb, pdq_from_luma
 from prescreen.signals.registry import register
 
 __all__ = [
@@ -203,8 +203,7 @@ def _luma_pdq(frame: Any, halves: dict[str, tuple[str, int]] | None = None) -> t
         if name not in _FULL_RANGE_FORMATS:
             mapping = {"scale": _LIMITED_RANGE_SCALE, "offset": 16.0, "clip": (16, 235)}
     else:
-        rgb = frame.to_ndarray(format="rgb24").astype(np.float32)
-        luma = rgb[:, :, 0] * 0.299 + rgb[:, :, 1] * 0.587 + rgb[:, :, 2] * 0.114
+        luma = luma_of_rgb(frame.to_ndarray(format="rgb24"))
     if halves is not None:
         top, bottom, left, right = _content_box(luma)
         # Every other row and column: a quarter of the work, and PDQ's blur makes up for it
