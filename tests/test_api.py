@@ -307,3 +307,28 @@ def test_bank_changes_through_the_api_are_audited_with_the_calling_key(client, a
     lead_key_id = keys["lead"].split("_")[1]
     for action in ("bank.create", "bank.update", "bank.delete"):
         assert actions[action].startswith(f"apikey:{lead_key_id}"), (action, actions)
+
+
+def test_a_write_is_answered_only_once_it_is_committed(client, auth, db) -> None:
+    """The transaction commits before the response goes out: a 2xx means stored (the next
+    request sees it), and a commit that fails is a 503, never a success that was not kept."""
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    def refuse(_session) -> None:
+        raise OperationalError("COMMIT", {}, sqlite3.OperationalError("database is locked"))
+
+    assert client.get("/v1/banks", headers=auth("lead")).status_code == 200
+    event.listen(db.sessions, "before_commit", refuse)
+    try:
+        failed = client.post("/v1/banks", json={"name": "never"}, headers=auth("lead"))
+    finally:
+        event.remove(db.sessions, "before_commit", refuse)
+    assert failed.status_code == 503, failed.text
+    assert failed.json()["error"]["code"] == "database_unavailable"
+    assert client.get("/v1/banks/never", headers=auth("lead")).status_code == 404
+    created = client.post("/v1/banks", json={"name": "kept"}, headers=auth("lead"))
+    assert created.status_code == 201
+    assert client.get("/v1/banks/kept", headers=auth("lead")).status_code == 200

@@ -92,7 +92,8 @@ class EntryUpdate(BaseModel):
 
 @router.get("", summary="All banks with their entry counts")
 def list_banks(
-    _actor: Actor = Depends(require(*READERS)), session: Session = Depends(get_session)
+    _actor: Actor = Depends(require(*READERS)),
+    session: Session = Depends(get_session, scope="function"),
 ) -> list[dict]:
     return [service.bank_to_dict(bank, count) for bank, count in service.list_banks(session)]
 
@@ -101,7 +102,7 @@ def list_banks(
 def create_bank(
     body: BankCreate,
     actor: Actor = Depends(require(*WRITERS)),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     fields = body.model_dump(exclude={"name"})
     return service.bank_to_dict(
@@ -113,7 +114,7 @@ def create_bank(
 def read_bank(
     name: BankName,
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     return service.bank_to_dict(service.get_bank(session, name))
 
@@ -123,7 +124,7 @@ def update_bank(
     name: BankName,
     body: BankUpdate,
     actor: Actor = Depends(require(*WRITERS)),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     bank = service.update_bank(
         session, name, actor=actor.label, **body.model_dump(exclude_unset=True)
@@ -135,7 +136,7 @@ def update_bank(
 def delete_bank(
     name: BankName,
     actor: Actor = Depends(require(*WRITERS)),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> Response:
     service.delete_bank(session, name, actor=actor.label)
     return Response(status_code=204)
@@ -149,7 +150,7 @@ def list_entries(
     ),
     limit: int = Query(100, ge=1, le=1000),
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     bank = service.get_bank(session, name)
     entries = service.list_entries(session, bank, after=after, limit=limit)
@@ -164,7 +165,7 @@ def add_entry(
     name: BankName,
     body: EntryCreate,
     actor: Actor = Depends(require(*WRITERS)),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     bank = service.get_bank(session, name)
     new = service.NewEntry.validated(body.signals, labels=body.labels, note=body.note)
@@ -244,7 +245,7 @@ def read_entry(
     name: BankName,
     entry_id: EntryId,
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     bank = service.get_bank(session, name)
     return service.entry_to_dict(service.get_entry(session, bank, entry_id), bank.name)
@@ -256,7 +257,7 @@ def update_entry(
     entry_id: EntryId,
     body: EntryUpdate,
     actor: Actor = Depends(require(*WRITERS)),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     bank = service.get_bank(session, name)
     entry = service.set_entry_state(
@@ -273,7 +274,7 @@ def delete_entry(
     name: BankName,
     entry_id: EntryId,
     actor: Actor = Depends(require(*WRITERS)),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> Response:
     bank = service.get_bank(session, name)
     service.delete_entry(session, service.get_entry(session, bank, entry_id), actor.label)

@@ -113,7 +113,7 @@ class ReportIn(BaseModel):
 def stamp_tag(
     body: StampIn,
     _actor: Actor = Depends(require(*PLATFORM)),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> dict:
     tag = _bytes(body.tag, "tag")
@@ -127,7 +127,7 @@ def stamp_tag(
 )
 def list_franking_keys(
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> list[dict]:
     return [service.key_to_dict(row) for row in service.list_keys(session)]
 
@@ -141,7 +141,7 @@ def list_franking_keys(
 def rotate_franking_key(
     body: Annotated[RotateIn | None, Body()] = None,
     _actor: Actor = Depends(require(Role.lead)),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> dict:
     days = body.retire_after_days if body is not None else None
@@ -192,7 +192,7 @@ def report_e2e(
 def read_report(
     report_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")],
     actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     report = service.get_report(session, report_id)
     if actor.role is Role.integrator and report.owner_key_id not in (None, actor.key_id):

@@ -18,6 +18,6 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 def read_job(
     job_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")],
     _actor: Actor = Depends(require(Role.integrator, Role.lead, Role.moderator, Role.auditor)),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     return job_to_dict(get_job(session, job_id))

@@ -239,6 +239,6 @@ async def hash_content(
 def read_decision(
     decision_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")],
     _actor: Actor = Depends(require(*DECISION_READERS)),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     return get_decision(session, decision_id)

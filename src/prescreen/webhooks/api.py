@@ -25,7 +25,7 @@ class WebhookSet(BaseModel):
 def set_webhook(
     body: WebhookSet,
     actor: Actor = Depends(require(*OWNERS)),
-    session: Session = Depends(get_session),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     endpoint, secret = service.set_endpoint(session, actor.key_id, body.url)
     return {"url": endpoint.url, "secret": secret, "signature_header": service.SIGNATURE_HEADER}
@@ -33,7 +33,8 @@ def set_webhook(
 
 @router.get("", summary="This key's webhook URL (the secret is never shown again)")
 def get_webhook(
-    actor: Actor = Depends(require(*OWNERS)), session: Session = Depends(get_session)
+    actor: Actor = Depends(require(*OWNERS)),
+    session: Session = Depends(get_session, scope="function"),
 ) -> dict:
     endpoint = service.get_endpoint(session, actor.key_id)
     if endpoint is None:
@@ -43,7 +44,8 @@ def get_webhook(
 
 @router.delete("", status_code=204, summary="Stop webhook deliveries for this key")
 def delete_webhook(
-    actor: Actor = Depends(require(*OWNERS)), session: Session = Depends(get_session)
+    actor: Actor = Depends(require(*OWNERS)),
+    session: Session = Depends(get_session, scope="function"),
 ) -> Response:
     service.delete_endpoint(session, actor.key_id)
     return Response(status_code=204)
