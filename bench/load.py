@@ -364,6 +364,20 @@ def summarise(
     by_window = windows(samples, start, args.window, memory)
     steady_windows = [w for w in by_window if w["t_s"] >= args.duration * args.warmup]
     window_p99 = [w["p99_ms"] for w in steady_windows if w["p99_ms"] is not None]
+    # "Steady": the judged period's two halves, each over all its requests (a window's p99
+    # rests on its few slowest requests), and the trend of the window p99s.
+    middle = (warm + start + args.duration) / 2
+    halves = [
+        [s.latency_ms for s in samples if s.ok and lo <= s.scheduled < hi]
+        for lo, hi in ((warm, middle), (middle, start + args.duration))
+    ]
+    trend = (
+        statistics.linear_regression(
+            [w["t_s"] / 60 for w in steady_windows if w["p99_ms"] is not None], window_p99
+        ).slope
+        if len(window_p99) > 1
+        else None
+    )
     by_kind = {
         kind: {
             "requests": sum(1 for s in samples if s.kind == kind),
@@ -387,6 +401,8 @@ def summarise(
         "by_kind": by_kind,
         "p99_window_median_ms": round(statistics.median(window_p99), 1) if window_p99 else None,
         "p99_window_max_ms": max(window_p99) if window_p99 else None,
+        "p99_halves_ms": [percentile(half, 0.99) for half in halves],
+        "p99_window_trend_ms_per_min": round(trend, 1) if trend is not None else None,
         "rss_start_mib": round(steady_rss[0] / 2**20, 1) if steady_rss else None,
         "rss_max_mib": round(max(steady_rss) / 2**20, 1) if steady_rss else None,
         "rss_growth_after_warmup_pct": round(growth, 1) if growth is not None else None,
