@@ -362,8 +362,10 @@ Variants = dict[str, tuple[str, int]]
 CONFIGS: dict[str, tuple[Callable[[str], bool], Callable[[str], bool]]] = {
     "prescreen": (lambda q: True, lambda b: True),
     "no_dihedral": (lambda q: q in ("original", "trimmed"), lambda b: True),
-    "no_trim": (lambda q: not q.startswith("trimmed"), lambda b: b != "trimmed"),
+    "no_trim": (lambda q: "trimmed" not in q, lambda b: "trimmed" not in b),
     "no_crops": (lambda q: True, lambda b: not b.startswith("crop")),
+    "no_corners": (lambda q: not q.startswith("corner"), lambda b: not b.startswith("corner")),
+    "no_retrim": (lambda q: not q.startswith("retrimmed"), lambda b: b != "retrimmed"),
     "crops_90_80": (lambda q: True, lambda b: b in ("original", "trimmed", "crop90", "crop80")),
     "original_only": (lambda q: q == "original", lambda b: b == "original"),
 }

@@ -88,3 +88,32 @@ def test_unrelated_images_are_allowed(client, auth, bridge_bank) -> None:
         result = _screen(client, auth, DATA / name)
         assert result["decision"] == "allow", name
         assert result["reasons"] == [{"kind": "no_match"}]
+
+
+@needs_pdq_data()
+def test_a_corner_badge_is_caught_unless_the_bank_turns_overlay_matching_off(
+    client, auth, tmp_path
+) -> None:
+    from PIL import Image, ImageDraw
+
+    original = DATA / "reg-test-input/labelme-subset/q0746.jpg"
+    created = client.post("/v1/banks", json={"name": "badges"}, headers=auth("lead"))
+    assert created.status_code == 201, created.text
+    with original.open("rb") as f:
+        added = client.post(
+            "/v1/banks/badges/content", files={"file": ("q.jpg", f)}, headers=auth("lead")
+        )
+    assert added.status_code == 201, added.text
+    stamped = Image.open(original).convert("RGB")
+    ImageDraw.Draw(stamped).ellipse((215, 8, 248, 41), fill=(220, 20, 30), outline="white")
+    path = tmp_path / "stamped.jpg"
+    stamped.save(path, quality=90)
+
+    caught = _screen(client, auth, path)
+    assert caught["decision"] == "block"
+    assert caught["reasons"][0]["query_variant"] == "corner_tr"
+    turned_off = client.patch(
+        "/v1/banks/badges", json={"match_overlays": False}, headers=auth("lead")
+    )
+    assert turned_off.status_code == 200 and turned_off.json()["match_overlays"] is False
+    assert _screen(client, auth, path)["decision"] == "allow"

@@ -169,3 +169,30 @@ def test_low_information_images_report_low_quality_and_derive_no_variants() -> N
     assert all(quality < 50 for _, quality in query.values())
     match = best_match(query, bank, THRESHOLD)
     assert match is not None and match[3] < 50  # a match, flagged as low quality for policy
+
+
+def _badge(image: Image.Image, corner: str) -> Image.Image:
+    """An opaque channel badge, 13% of the width, stamped in one corner."""
+    out = image.copy()
+    side, margin = round(out.width * 0.13), round(out.width * 0.03)
+    x0 = margin if corner[-1] == "l" else out.width - margin - side
+    y0 = margin if corner[-2] == "t" else out.height - margin - side
+    draw = ImageDraw.Draw(out)
+    draw.ellipse((x0, y0, x0 + side, y0 + side), fill=(220, 20, 30), outline="white", width=4)
+    draw.rectangle(
+        (x0 + side // 3, y0 + side // 3, x0 + 2 * side // 3, y0 + 2 * side // 3), "white"
+    )
+    return out
+
+
+@needs_pdq_data()
+@pytest.mark.parametrize("corner", ["corner_tl", "corner_tr", "corner_bl", "corner_br"])
+def test_a_badge_stamped_in_a_corner_is_caught_with_that_corner_blanked(corner: str) -> None:
+    image = _load(PDQ_DATA / "pdq/data/reg-test-input/labelme-subset/q0746.jpg")
+    stamped = _upload(_badge(image, corner))
+    without = best_match(
+        query_variants(stamped, corners=False), bank_variants(image, corners=False), THRESHOLD
+    )
+    match = _matches(stamped, image)
+    assert without is None  # the badge moves every other variant past the threshold
+    assert match is not None and match[1] == match[2] == corner, match

@@ -47,6 +47,9 @@ class BankCreate(BaseModel):
     match_dihedral: bool = Field(True, description="Also match rotated and mirrored copies")
     match_trimmed: bool = Field(True, description="Also match copies with borders added")
     match_crops: bool = Field(True, description="Also match moderately cropped copies")
+    match_overlays: bool = Field(
+        True, description="Also match copies with a badge or logo stamped in a corner"
+    )
     text_near_threshold: float = Field(0.8, ge=0.5, le=1, description="Near-duplicate text")
     logo_threshold: float | None = Field(
         None, ge=0.05, le=1, description="Makes a logo bank: files added are reference logos"
@@ -67,6 +70,7 @@ class BankUpdate(BaseModel):
     match_dihedral: bool | None = None
     match_trimmed: bool | None = None
     match_crops: bool | None = None
+    match_overlays: bool | None = None
     text_near_threshold: float | None = Field(None, ge=0.5, le=1)
     logo_threshold: float | None = Field(None, ge=0.05, le=1)
     enabled: bool | None = None

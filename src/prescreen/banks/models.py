@@ -46,6 +46,7 @@ class Bank(Base):
     match_dihedral: Mapped[bool] = mapped_column(Boolean, default=True)
     match_trimmed: Mapped[bool] = mapped_column(Boolean, default=True)
     match_crops: Mapped[bool] = mapped_column(Boolean, default=True)
+    match_overlays: Mapped[bool] = mapped_column(Boolean, default=True)
     # Near-duplicate texts match at this estimated Jaccard similarity of their shingles or more.
     text_near_threshold: Mapped[float] = mapped_column(Float, default=0.8)
     # A logo bank: files added to it are reference logos, found in uploads at this confidence

@@ -50,6 +50,7 @@ class BankRules:
     match_dihedral: bool
     match_trimmed: bool
     match_crops: bool
+    match_overlays: bool
 
 
 @dataclass
@@ -72,7 +73,7 @@ def load_snapshot(session: Session) -> BankSnapshot:
         snapshot.banks[bank.id] = BankRules(
             bank.name, bank.kind, tuple(bank.labels or ()), bank.pdq_threshold,
             bank.vpdq_query_match_pct, bank.vpdq_bank_match_pct, bank.text_near_threshold,
-            bank.match_dihedral, bank.match_trimmed, bank.match_crops,
+            bank.match_dihedral, bank.match_trimmed, bank.match_crops, bank.match_overlays,
         )  # fmt: skip
     rows = session.execute(
         select(

@@ -436,12 +436,15 @@ DIHEDRAL = ("rot90", "rot180", "rot270", "flip_h", "flip_v", "transpose", "trans
 
 def variant_allowed(bank: BankView, query_variant: str, bank_variant: str) -> bool:
     """A bank's evasion options: rotations/mirrors and trimmed borders on the upload's side,
-    centred crops (and trimmed borders) on the bank item's side, half-frame crops of videos on
-    both."""
-    trimmed = query_variant.startswith("trimmed") or bank_variant == "trimmed"
+    centred crops (and trimmed borders) on the bank item's side, half-frame crops of videos and
+    blanked corners of images on both."""
+    trimmed = "trimmed" in query_variant or "trimmed" in bank_variant  # or "retrimmed"
     if trimmed and not bank.match_trimmed:
         return False
-    if query_variant.removeprefix("trimmed_") in DIHEDRAL and not bank.match_dihedral:
+    if query_variant.split("trimmed_", 1)[-1] in DIHEDRAL and not bank.match_dihedral:
+        return False
+    masked = query_variant.startswith("corner_") or bank_variant.startswith("corner_")
+    if masked and not bank.match_overlays:
         return False
     cropped = query_variant.startswith("crop") or bank_variant.startswith("crop")
     return bank.match_crops or not cropped

@@ -7,10 +7,13 @@ is stored under several, and a match is any (query variant, bank variant) pair w
 bank's threshold:
 
 * query side (`query_variants`): the upright image, the same image with uniform, near-uniform
-  or blurred borders trimmed (letterbox, pillarbox, caption bars, screenshot frames), and the
-  8 rotations/mirrors of each (all 8 come from one DCT, so they cost no extra hashing);
+  or blurred borders trimmed (letterbox, pillarbox, caption bars, screenshot frames; once, and
+  again until nothing more comes off), and the 8 rotations/mirrors of each (all 8 come from
+  one DCT, so they cost no extra hashing);
 * bank side (`bank_variants`): the image, its trimmed form, and centred crops, so a cropped
-  re-post of a bank item is still found.
+  re-post of a bank item is still found;
+* both sides: the image with each corner blanked (`corner_tl`, ...), so a channel badge or logo
+  stamped in a corner of a re-post is blanked on both and the two agree again.
 
 Every variant carries its own PDQ quality: flat, tiny or nearly blank images have hashes that
 collide easily, so policy lets a low-quality match hold content but never block it by itself,
@@ -26,7 +29,7 @@ import pdqhash
 from PIL import Image
 
 from prescreen.signals.image import bits_to_hex, hashing_pixels, pdq_distance, pdq_from_pixels
-from prescreen.signals.pdq_luma import dihedral_from_luma, luma_of_rgb
+from prescreen.signals.pdq_luma import corner_masked_from_luma, dihedral_from_luma, luma_of_rgb
 
 # Order of the hashes `pdqhash.compute_dihedral` returns. Each name is the operation applied to
 # the image whose hash it is (Pillow's transposes: rot90 = Image.Transpose.ROTATE_90, counter-
@@ -41,7 +44,8 @@ DEFAULT_MIN_QUALITY = 50
 # Border detection, on a copy whose longer side is at most ANALYSIS_SIDE px. A line (row or
 # column) belongs to a bar when it is "strict": nearly all of it in the bar's colour, or two-tone
 # (text on a plain bar), or smooth (blurred fill); or "loose": mostly in the bar's colour (an
-# avatar or icons on a screenshot's chrome). A bar must end on a strict line, so a photo whose
+# avatar or icons on a screenshot's chrome); a line of large caption text, at least partly in
+# the bar's colour, may sit between them. A bar must end on a strict line, so a photo whose
 # own edge is partly the bar's colour (dark water under a black bar) is not eaten into. A run of
 # smooth lines (blurred fill) is a bar only when it ends on a straight edge.
 ANALYSIS_SIDE = 256
@@ -50,15 +54,20 @@ STRICT_SHARE = 0.95
 LOOSE_SHARE = 0.6
 TWO_TONE_SHARE = 0.97  # bar colour plus one text tone at least this far from it:
 TEXT_CONTRAST = 64
+TEXT_LINE_SHARE = 0.3  # at least this much of a line of large caption text is the bar colour
 SMOOTH_ACROSS = 2.5  # mean |gradient| along a line (grey levels per px) in blurred fill
 SMOOTH_ALONG = 4.0  # mean |step| from one line to the next in blurred fill
 EDGE_STEP = 3.0  # a blurred-fill bar must end on a straight edge: a mean step at least this big
 EDGE_RATIO = 3.0  # ... and this many times the bar's own mean step from line to line
 MIN_BORDER = 0.02  # a bar thinner than this share of the side is ignored
 MIN_CONTENT = 0.35  # what is left after trimming must keep this share of each side
+TRIM_ROUNDS = 3  # passes over rows then columns at most
 MAX_BAR = 0.45  # no bar on one side is thicker than this share of the side
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
+
+# Corner-blanked variants are hashed from a copy whose shorter side is about this long.
+CORNER_SIDE = 256
 
 # Under this many pixels on the shorter side, PDQ's decimation grid is coarse enough that the
 # DCT sign-flip shortcut drifts (up to ~40 bits on 256 px photos): hash each rotation/mirror
@@ -83,17 +92,28 @@ def dihedral_hashes(pixels: Image.Image) -> tuple[dict[str, str], int]:
 def trim_borders(image: Image.Image) -> Image.Image | None:
     """The image without the bars around it (uniform, near-uniform, coloured, blurred fill,
     caption bars with text, screenshot chrome), or None when there is nothing to remove."""
-    box = border_box(image)
-    if box is None:
-        return None
-    return image.crop(box)
+    boxes = border_boxes(image)
+    return image.crop(boxes[-1]) if boxes else None
 
 
-def border_box(image: Image.Image) -> tuple[int, int, int, int] | None:
-    """(left, top, right, bottom) of the content inside the bars, in `image` pixels."""
+def trimmings(image: Image.Image) -> dict[str, Image.Image]:
+    """The trimmed copies of the image, by variant name: "trimmed" after one pass over rows and
+    columns, "retrimmed" after repeating the passes until nothing more comes off (when that
+    differs). A caption bar added above a
+    picture with a margin of its own comes off first and the margin next, so only the repeated
+    passes bring such an upload to where the bank's copy ends; but repeating also eats further
+    into flat parts of some pictures (a screenshot frame's photo), where one pass agrees."""
+    names = ("trimmed", "retrimmed")
+    return {names[k]: image.crop(box) for k, box in enumerate(border_boxes(image))}
+
+
+def border_boxes(image: Image.Image) -> list[tuple[int, int, int, int]]:
+    """(left, top, right, bottom) of the content inside the bars, in `image` pixels: after one
+    pass over rows then columns, and after repeated passes when those remove more. Empty when
+    there are no bars."""
     width, height = image.size
     if min(width, height) < 16:
-        return None
+        return []
     small = image if image.mode == "RGB" else image.convert("RGB")
     factor = max(width, height) // ANALYSIS_SIDE
     if factor > 1:
@@ -104,20 +124,24 @@ def border_box(image: Image.Image) -> tuple[int, int, int, int] | None:
         small = small.resize(size, Image.Resampling.BOX)
     rgb = np.asarray(small).astype(np.int16)
     rows, cols = rgb.shape[:2]
-    top, bottom, left, right = 0, rows, 0, cols
-    # Rows first (letterbox, caption bars, screenshot chrome), then columns of what is left
-    # (pillarbox, margins). One round only: a second one would start eating into uniform parts
-    # of the picture itself, and not in the same way on an upload and on the bank's copy.
-    start, stop = _trim_lines(rgb)
-    if stop - start >= MIN_CONTENT * rows:
-        top, bottom = start, stop
-    start, stop = _trim_lines(rgb[top:bottom].transpose(1, 0, 2))
-    if stop - start >= MIN_CONTENT * cols:
-        left, right = start, stop
-    if (top, bottom, left, right) == (0, rows, 0, cols):
-        return None
     sx, sy = width / cols, height / rows
-    return (round(left * sx), round(top * sy), round(right * sx), round(bottom * sy))
+    top, bottom, left, right = 0, rows, 0, cols
+    boxes: list[tuple[int, int, int, int]] = []
+    for _ in range(TRIM_ROUNDS):
+        before = (top, bottom, left, right)
+        # Rows (letterbox, caption bars, screenshot chrome), then columns of what is left
+        # (pillarbox, margins).
+        start, stop = _trim_lines(rgb[top:bottom, left:right])
+        if stop - start >= MIN_CONTENT * rows:
+            top, bottom = top + start, top + stop
+        start, stop = _trim_lines(rgb[top:bottom, left:right].transpose(1, 0, 2))
+        if stop - start >= MIN_CONTENT * cols:
+            left, right = left + start, left + stop
+        if (top, bottom, left, right) == before:
+            break
+        box = (round(left * sx), round(top * sy), round(right * sx), round(bottom * sy))
+        boxes[1:] = [box]  # the first pass's box, and the latest
+    return boxes
 
 
 def _trim_lines(rgb: np.ndarray) -> tuple[int, int]:
@@ -157,6 +181,8 @@ def _colour_bar(lines: np.ndarray, grey: np.ndarray, colour: np.ndarray) -> int:
             length, misses = i + 1, 0
         elif share >= LOOSE_SHARE:
             misses = 0
+        elif share >= TEXT_LINE_SHARE:
+            pass  # a line of large caption text: neither ends the bar nor counts against it
         else:
             misses += 1
             if misses >= gap:
@@ -199,12 +225,14 @@ def query_variants(
     *,
     dihedral: bool = True,
     trim: bool = True,
+    corners: bool = True,
     min_quality: int = DEFAULT_MIN_QUALITY,
 ) -> dict[str, tuple[str, int]]:
     """Hashes to search for an upload: name -> (pdq hex, quality).
 
-    "original" (always, the primary hash), "trimmed" when borders were found, and with
-    `dihedral` the 7 rotations/mirrors of each ("rot90", ..., "trimmed_rot90", ...).
+    "original" (always, the primary hash), "trimmed" (and "retrimmed") when borders were
+    found, with `dihedral` the 7 rotations/mirrors of each ("rot90", ..., "trimmed_rot90",
+    ...), and with `corners` the image with each corner blanked ("corner_tl", ...).
     """
     pixels = hashing_pixels(image)
     variants: dict[str, tuple[str, int]] = {}
@@ -213,18 +241,19 @@ def query_variants(
         variants.update({name: (value, quality) for name, value in hashes.items()})
     else:
         variants["original"] = pdq_from_pixels(pixels)
-    trimmed = trim_borders(pixels) if trim else None
-    if trimmed is not None:
+    for prefix, trimmed in (trimmings(pixels) if trim else {}).items():
         if dihedral:
             hashes, quality = dihedral_hashes(trimmed)
             if quality >= min_quality:
                 variants.update(
-                    {_prefixed("trimmed", name): (value, quality) for name, value in hashes.items()}
+                    {_prefixed(prefix, name): (value, quality) for name, value in hashes.items()}
                 )
         else:
             value, quality = pdq_from_pixels(trimmed)
             if quality >= min_quality:
-                variants["trimmed"] = (value, quality)
+                variants[prefix] = (value, quality)
+    if corners:
+        variants.update(_corner_variants(pixels, min_quality))
     return variants
 
 
@@ -233,25 +262,38 @@ def bank_variants(
     *,
     trim: bool = True,
     crops: Iterable[float] = DEFAULT_CROPS,
+    corners: bool = True,
     min_quality: int = DEFAULT_MIN_QUALITY,
 ) -> dict[str, tuple[str, int]]:
     """Hashes to store for a bank item: name -> (pdq hex, quality).
 
-    "original" (always), "trimmed" when borders were found, and "crop90", "crop80", ... for
-    centred crops keeping that share of width and height.
+    "original" (always), "trimmed" (and "retrimmed") when borders were found, "crop90", ... for
+    centred crops keeping that share of width and height, and with `corners` the image with
+    each corner blanked ("corner_tl", ...).
     """
     pixels = hashing_pixels(image)
     variants = {"original": pdq_from_pixels(pixels)}
-    trimmed = trim_borders(pixels) if trim else None
-    if trimmed is not None:
+    for prefix, trimmed in (trimmings(pixels) if trim else {}).items():
         value, quality = pdq_from_pixels(trimmed)
         if quality >= min_quality:
-            variants["trimmed"] = (value, quality)
+            variants[prefix] = (value, quality)
     for keep in crops:
         value, quality = pdq_from_pixels(centred_crop(pixels, keep))
         if quality >= min_quality:
             variants[f"crop{round(keep * 100)}"] = (value, quality)
+    if corners:
+        variants.update(_corner_variants(pixels, min_quality))
     return variants
+
+
+def _corner_variants(pixels: Image.Image, min_quality: int) -> dict[str, tuple[str, int]]:
+    # These hashes are compared only with each other, so they need not be the reference's:
+    # Pillow's integer luma of a copy box-averaged to about CORNER_SIDE px costs a third as much.
+    small = pixels.reduce(max(1, min(pixels.size) // CORNER_SIDE))
+    luma = np.asarray(small.convert("L"))
+    return {
+        name: pair for name, pair in corner_masked_from_luma(luma).items() if pair[1] >= min_quality
+    }
 
 
 def centred_crop(image: Image.Image, keep: float) -> Image.Image:

@@ -82,16 +82,55 @@ def pdq_from_luma(
     height, width = plane.shape
     if height < MIN_HASHABLE_DIM or width < MIN_HASHABLE_DIM:
         return "0" * PDQ_HEX_LENGTH, 0
+    samples = _samples(plane, clip)
+    if scale != 1.0 or offset != 0.0:
+        samples = (samples - offset) * scale
+    return _pdq_from_samples(samples)
+
+
+# Corner masks: the share of the image's longer side, square in pixels, that a corner mask
+# covers (a channel badge or logo stamped in a corner: 10-15% of the width plus a margin), and
+# the most of either side it may take.
+CORNER_SHARE = 0.2
+CORNER_MAX_SIDE_SHARE = 0.4
+CORNERS = ("corner_tl", "corner_tr", "corner_bl", "corner_br")
+
+
+def corner_masked_from_luma(luma: np.ndarray) -> dict[str, tuple[str, int]]:
+    """Hashes of the image with each corner blanked: a badge stamped in a corner moves plain PDQ
+    by up to ~100 bits, but an upload and a bank item with the same corner blanked agree again.
+    The corner is blanked in PDQ's 64 x 64 blurred samples (set to the mean of the rest), so
+    the four cost four DCTs; these hashes are prescreen's own, comparable only with each other.
+    """
+    height, width = luma.shape
+    if height < MIN_HASHABLE_DIM or width < MIN_HASHABLE_DIM:
+        return {}
+    samples = _samples(luma)
+    side = CORNER_SHARE * max(height, width)
+    rows = min(round(64 * side / height), round(64 * CORNER_MAX_SIDE_SHARE))
+    cols = min(round(64 * side / width), round(64 * CORNER_MAX_SIDE_SHARE))
+    out: dict[str, tuple[str, int]] = {}
+    for name in CORNERS:
+        rs = slice(0, rows) if name[-2] == "t" else slice(64 - rows, 64)
+        cs = slice(0, cols) if name[-1] == "l" else slice(64 - cols, 64)
+        keep = np.ones((64, 64), dtype=bool)
+        keep[rs, cs] = False
+        masked = samples.copy()
+        masked[~keep] = samples[keep].mean()
+        out[name] = _pdq_from_samples(masked)
+    return out
+
+
+def _samples(plane: np.ndarray, clip: tuple[int, int] | None = None) -> np.ndarray:
+    """PDQ's 64 x 64 blurred, decimated samples of a luma plane (values clamped to `clip`)."""
+    height, width = plane.shape
     row_index, row_weight = _axis_weights(height)
     col_index, col_weight = _axis_weights(width)
     rows = plane[row_index]  # (64, K, width)
     if clip is not None:
         rows = np.clip(rows, clip[0], clip[1])
     blurred = np.einsum("rk,rkw->rw", row_weight, rows.astype(np.float64))
-    samples = np.einsum("rck,ck->rc", blurred[:, col_index], col_weight)
-    if scale != 1.0 or offset != 0.0:
-        samples = (samples - offset) * scale
-    return _pdq_from_samples(samples)
+    return np.einsum("rck,ck->rc", blurred[:, col_index], col_weight)
 
 
 # The 8 rotations/mirrors as (rows reversed, columns reversed, axes swapped) of the original.
