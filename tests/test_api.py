@@ -332,3 +332,34 @@ def test_a_write_is_answered_only_once_it_is_committed(client, auth, db) -> None
     created = client.post("/v1/banks", json={"name": "kept"}, headers=auth("lead"))
     assert created.status_code == 201
     assert client.get("/v1/banks/kept", headers=auth("lead")).status_code == 200
+
+
+def test_every_route_commits_its_session_before_answering(settings, db) -> None:
+    """A route that took the session with FastAPI's default scope would commit after its
+    response was sent (see the test above); none may."""
+    from fastapi.routing import APIRoute
+
+    from prescreen.app import create_app
+    from prescreen.core.deps import get_session
+
+    def sessions(dependant):
+        for sub in dependant.dependencies:
+            if sub.call is get_session:
+                yield sub
+            yield from sessions(sub)
+
+    def routes(items):
+        for item in items:
+            if isinstance(item, APIRoute):
+                yield item
+            included = getattr(item, "original_router", None)  # an included APIRouter
+            if included is not None:
+                yield from routes(included.routes)
+
+    taken = [
+        (route.path, sub.scope)
+        for route in routes(create_app(settings, db).routes)
+        for sub in sessions(route.dependant)
+    ]
+    assert len(taken) >= 50
+    assert [path for path, scope in taken if scope != "function"] == []
