@@ -19,7 +19,7 @@ from prescreen.signals.image_variants import (
     centred_crop,
     dihedral_hashes,
     query_variants,
-    trim_borders,
+    trimmings,
 )
 
 THRESHOLD = 31
@@ -116,7 +116,7 @@ def test_bars_are_trimmed_and_the_copy_matches(fill: str, horizontal: bool) -> N
     offset = ((size[0] - width) // 2, (size[1] - height) // 2)
     canvas.paste(image, offset)
     upload = _upload(canvas)
-    trimmed = trim_borders(upload)
+    trimmed = trimmings(upload).get("trimmed")
     assert trimmed is not None
     assert abs(trimmed.width - width) <= 12 and abs(trimmed.height - height) <= 12
     match = _matches(upload, image)
@@ -140,7 +140,7 @@ def test_caption_bar_and_screenshot_frame_are_trimmed() -> None:
 
 def test_a_plain_photo_has_no_border_to_trim() -> None:
     for seed in range(5):
-        assert trim_borders(photo(seed, (640, 480))) is None
+        assert trimmings(photo(seed, (640, 480))) == {}
 
 
 def test_centred_crops_are_caught_by_the_bank_crops() -> None:

@@ -89,20 +89,15 @@ def dihedral_hashes(pixels: Image.Image) -> tuple[dict[str, str], int]:
     return {name: bits_to_hex(b) for name, b in zip(DIHEDRAL, bits, strict=True)}, int(quality)
 
 
-def trim_borders(image: Image.Image) -> Image.Image | None:
-    """The image without the bars around it (uniform, near-uniform, coloured, blurred fill,
-    caption bars with text, screenshot chrome), or None when there is nothing to remove."""
-    boxes = border_boxes(image)
-    return image.crop(boxes[-1]) if boxes else None
-
-
 def trimmings(image: Image.Image) -> dict[str, Image.Image]:
-    """The trimmed copies of the image, by variant name: "trimmed" after one pass over rows and
-    columns, "retrimmed" after repeating the passes until nothing more comes off (when that
-    differs). A caption bar added above a
-    picture with a margin of its own comes off first and the margin next, so only the repeated
-    passes bring such an upload to where the bank's copy ends; but repeating also eats further
-    into flat parts of some pictures (a screenshot frame's photo), where one pass agrees."""
+    """The image without the bars around it (uniform, near-uniform, coloured, blurred fill,
+    caption bars with text, screenshot chrome), by variant name; empty when there are none.
+
+    "trimmed" is the image after one pass over rows and columns; "retrimmed", after repeating
+    the passes until nothing more comes off, when that removes more. A caption bar added above
+    a picture with a margin of its own comes off first and the margin next, so only repeated
+    passes bring such an upload to where the bank's copy ends; but they also eat further into
+    flat parts of some pictures (the photo in a screenshot frame), where one pass agrees."""
     names = ("trimmed", "retrimmed")
     return {names[k]: image.crop(box) for k, box in enumerate(border_boxes(image))}
 
