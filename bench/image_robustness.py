@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import imagehash
@@ -36,6 +37,7 @@ import numpy as np
 import pdqhash
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
+from prescreen.matching.service import variant_allowed
 from prescreen.signals.image import bits_to_hex, decode_image, pdq_distance
 from prescreen.signals.image_variants import (
     DEFAULT_MIN_QUALITY,
@@ -358,26 +360,37 @@ def phash(data: bytes) -> imagehash.ImageHash:
 
 Variants = dict[str, tuple[str, int]]
 
-# Which prescreen variants each configuration uses (a name filter on each side).
-CONFIGS: dict[str, tuple[Callable[[str], bool], Callable[[str], bool]]] = {
-    "prescreen": (lambda q: True, lambda b: True),
-    "no_dihedral": (lambda q: q in ("original", "trimmed"), lambda b: True),
-    "no_trim": (lambda q: "trimmed" not in q, lambda b: "trimmed" not in b),
-    "no_crops": (lambda q: True, lambda b: not b.startswith("crop")),
-    "no_corners": (lambda q: not q.startswith("corner"), lambda b: not b.startswith("corner")),
-    "no_retrim": (lambda q: not q.startswith("retrimmed"), lambda b: b != "retrimmed"),
-    "crops_90_80": (lambda q: True, lambda b: b in ("original", "trimmed", "crop90", "crop80")),
-    "original_only": (lambda q: q == "original", lambda b: b == "original"),
+Allowed = Callable[[str, str], bool]  # (query variant, bank variant) -> compared
+
+
+def _switched_off(*options: str) -> Allowed:
+    """The pairs a bank with these evasion options switched off compares, by the matcher's own
+    rule (`variant_allowed`)."""
+    names = ("match_dihedral", "match_trimmed", "match_crops", "match_overlays")
+    bank = SimpleNamespace(**{name: name not in options for name in names})
+    return lambda q, b: variant_allowed(bank, q, b)
+
+
+# Which (query variant, bank variant) pairs each configuration compares.
+CONFIGS: dict[str, Allowed] = {
+    "prescreen": _switched_off(),
+    "no_dihedral": _switched_off("match_dihedral"),
+    "no_trim": _switched_off("match_trimmed"),
+    "no_crops": _switched_off("match_crops"),
+    "no_corners": _switched_off("match_overlays"),
+    "no_retrim": lambda q, b: not q.startswith("retrimmed") and b != "retrimmed",
+    "crops_90_80": lambda q, b: (
+        b in ("original", "trimmed", "retrimmed", "crop90", "crop80") or b.startswith("corner")
+    ),
+    "original_only": lambda q, b: q == b == "original",
 }
 
 
-def _best(query: Variants, bank: Variants, qkeep, bkeep) -> tuple[int, int, str, str]:
+def _best(query: Variants, bank: Variants, allowed: Allowed) -> tuple[int, int, str, str]:
     best = (257, 0, "", "")
     for qname, (qhash, qquality) in query.items():
-        if not qkeep(qname):
-            continue
         for bname, (bhash, bquality) in bank.items():
-            if not bkeep(bname):
+            if not allowed(qname, bname):
                 continue
             distance = pdq_distance(qhash, bhash)
             if distance < best[0]:
@@ -467,10 +480,10 @@ def run(quick: bool) -> dict[str, Any]:
         "phash": tally(phash_match),
     }
     matched_by: dict[str, dict[str, int]] = {}
-    for config, (qkeep, bkeep) in CONFIGS.items():
+    for config, allowed in CONFIGS.items():
 
-        def pres_match(n: str, t: str, other: str, qkeep=qkeep, bkeep=bkeep, config=config):
-            distance, quality, qname, bname = _best(q_pres[n][t], bank_pres[other], qkeep, bkeep)
+        def pres_match(n: str, t: str, other: str, allowed=allowed, config=config):
+            distance, quality, qname, bname = _best(q_pres[n][t], bank_pres[other], allowed)
             hit = distance <= THRESHOLD
             if hit and config == "prescreen" and other == n:
                 key = f"{qname}~{bname}"
