@@ -41,6 +41,7 @@ from prescreen.matching.service import variant_allowed
 from prescreen.signals.image import bits_to_hex, decode_image, pdq_distance
 from prescreen.signals.image_variants import (
     DEFAULT_MIN_QUALITY,
+    TRIMMINGS,
     bank_variants,
     query_variants,
 )
@@ -380,7 +381,7 @@ CONFIGS: dict[str, Allowed] = {
     "no_corners": _switched_off("match_overlays"),
     "no_retrim": lambda q, b: not q.startswith("retrimmed") and b != "retrimmed",
     "crops_90_80": lambda q, b: (
-        b in ("original", "trimmed", "retrimmed", "crop90", "crop80") or b.startswith("corner")
+        b in ("original", *TRIMMINGS, "crop90", "crop80") or b.startswith("corner")
     ),
     "original_only": lambda q, b: q == b == "original",
 }
@@ -480,6 +481,7 @@ def run(quick: bool) -> dict[str, Any]:
         "phash": tally(phash_match),
     }
     matched_by: dict[str, dict[str, int]] = {}
+    closest = {"bits": 256, "pair": ""}  # prescreen's closest distractor, over all variants
     for config, allowed in CONFIGS.items():
 
         def pres_match(n: str, t: str, other: str, allowed=allowed, config=config):
@@ -489,10 +491,13 @@ def run(quick: bool) -> dict[str, Any]:
                 key = f"{qname}~{bname}"
                 matched_by.setdefault(t, {}).setdefault(key, 0)
                 matched_by[t][key] += 1
+            if config == "prescreen" and other != n and distance < closest["bits"]:
+                closest.update(bits=distance, pair=f"{n}/{t}:{qname} ~ {other}:{bname}")
             return hit, hit and quality >= DEFAULT_MIN_QUALITY
 
         results[config] = tally(pres_match)
     results["prescreen"]["matched_by"] = matched_by
+    results["prescreen"]["closest_distractor"] = closest
     ablations = {k: results.pop(k) for k in list(results) if k in CONFIGS and k != "prescreen"}
     q_count = np.mean([len(v) for ups in q_pres.values() for v in ups.values()])
     b_count = np.mean([len(v) for v in bank_pres.values()])
@@ -543,6 +548,8 @@ def print_table(report: dict[str, Any]) -> None:
         f"{'false blocks (quality guard)':34}"
         + "".join(f"{res[m]['false_blocks']:>11}" for m in methods)
     )
+    closest = res["prescreen"]["closest_distractor"]
+    print(f"closest distractor (prescreen): {closest['bits']} bits, {closest['pair']}")
     print("\nablations (prescreen with one kind of variant switched off):")
     for name, a in report["ablations"].items():
         print(

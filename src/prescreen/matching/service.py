@@ -37,6 +37,7 @@ from prescreen.core.errors import NotFound
 from prescreen.matching.feed import FeedCursor
 from prescreen.matching.index import PDQHashIndex, SignalIndex, make_index
 from prescreen.matching.pdq_index import PDQIndex
+from prescreen.signals.image_variants import TRIMMINGS, variant_parts
 from prescreen.signals.registry import all_types
 
 log = logging.getLogger(__name__)
@@ -431,17 +432,15 @@ class Candidate:
     quality: int | None
 
 
-DIHEDRAL = ("rot90", "rot180", "rot270", "flip_h", "flip_v", "transpose", "transverse")
-
-
 def variant_allowed(bank: BankView, query_variant: str, bank_variant: str) -> bool:
     """A bank's evasion options: rotations/mirrors and trimmed borders on the upload's side,
     centred crops (and trimmed borders) on the bank item's side, half-frame crops of videos and
     blanked corners of images on both."""
-    trimmed = "trimmed" in query_variant or "trimmed" in bank_variant  # or "retrimmed"
+    query_copy, turn = variant_parts(query_variant)
+    trimmed = query_copy in TRIMMINGS or variant_parts(bank_variant)[0] in TRIMMINGS
     if trimmed and not bank.match_trimmed:
         return False
-    if query_variant.split("trimmed_", 1)[-1] in DIHEDRAL and not bank.match_dihedral:
+    if turn != "original" and not bank.match_dihedral:
         return False
     masked = query_variant.startswith("corner_") or bank_variant.startswith("corner_")
     if masked and not bank.match_overlays:

@@ -231,8 +231,9 @@ class PDQSignal(SignalType):
     def compute(self, upload: Upload) -> dict[str, Any]:
         """`pdq` is the hash of the upright, untrimmed image (what every other PDQ tool
         computes). `pdq_variants` adds, by name, the hashes that defeat common evasions: for
-        an upload the 7 rotations/mirrors and the border-trimmed image (and sampled frames of
-        an animation); for a bank item, the trimmed image and centred crops."""
+        an upload the 7 rotations/mirrors, the image without its bars or blurred fill, with
+        each corner blanked, and shrunk to a thumbnail (and sampled frames of an animation);
+        for a bank item, the same but centred crops instead of rotations."""
         from prescreen.signals.image_variants import bank_variants, query_variants
 
         if upload._image is not None or not upload.data:
