@@ -15,7 +15,7 @@ from prescreen.audit.periodic import arm_all
 from prescreen.core.auth import Actor, Role
 from prescreen.core.config import Settings
 from prescreen.core.db import Database
-from prescreen.core.deps import get_db, get_session, get_settings, require
+from prescreen.core.deps import SESSION, get_db, get_settings, require
 from prescreen.core.errors import NotFound
 from prescreen.core.validation import Identifier
 
@@ -44,7 +44,7 @@ def public_key(
 @router.get("/tree-heads/latest", summary="The latest signed tree head")
 def latest_tree_head(
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     head = service.latest_head(session)
     if head is None:
@@ -57,7 +57,7 @@ def tree_heads(
     after_size: int = Query(-1, ge=-1, le=MAX_INDEX),
     limit: int = Query(100, ge=1, le=1000),
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     heads = service.list_heads(session, after_size, limit)
     return {"tree_heads": [service.head_to_dict(h) for h in heads]}
@@ -66,7 +66,7 @@ def tree_heads(
 @router.post("/tree-heads", status_code=201, summary="Sign a tree head of the log now")
 def sign_tree_head(
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
     settings: Settings = Depends(get_settings),
 ) -> dict:
     head = service.sign_tree_head(session, settings, force=True)
@@ -82,7 +82,7 @@ def entries(
     target: Identifier | None = Query(None),
     actor_filter: Identifier | None = Query(None, alias="actor"),
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     rows = service.list_entries(session, after, limit, action, target, actor_filter)
     return {
@@ -96,7 +96,7 @@ def entry(
     index: int = Path(..., ge=0, le=MAX_INDEX),
     tree_size: int | None = Query(None, ge=1, le=MAX_INDEX),
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     row = service.get_entry(session, index)
     body = service.entry_to_dict(row)
@@ -111,7 +111,7 @@ def inclusion_proof(
     index: int = Query(..., ge=0, le=MAX_INDEX),
     tree_size: int | None = Query(None, ge=1, le=MAX_INDEX, description="Default: latest head"),
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     return service.inclusion(session, index, tree_size)
 
@@ -121,7 +121,7 @@ def consistency_proof(
     first: int = Query(..., ge=0, le=MAX_INDEX),
     second: int | None = Query(None, ge=0, le=MAX_INDEX, description="Default: latest head"),
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     return service.consistency(session, first, second)
 

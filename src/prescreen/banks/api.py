@@ -18,7 +18,7 @@ from prescreen.banks.models import BankKind
 from prescreen.core.auth import Actor, Role
 from prescreen.core.config import Settings
 from prescreen.core.db import Database
-from prescreen.core.deps import get_db, get_session, get_settings, require
+from prescreen.core.deps import SESSION, get_db, get_settings, require
 from prescreen.core.errors import InvalidInput
 from prescreen.core.validation import BANK_NAME_PATTERN, MAX_ROW_ID, CleanStr, clean_text
 from prescreen.jobs.service import job_to_dict
@@ -97,7 +97,7 @@ class EntryUpdate(BaseModel):
 @router.get("", summary="All banks with their entry counts")
 def list_banks(
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> list[dict]:
     return [service.bank_to_dict(bank, count) for bank, count in service.list_banks(session)]
 
@@ -106,7 +106,7 @@ def list_banks(
 def create_bank(
     body: BankCreate,
     actor: Actor = Depends(require(*WRITERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     fields = body.model_dump(exclude={"name"})
     return service.bank_to_dict(
@@ -118,7 +118,7 @@ def create_bank(
 def read_bank(
     name: BankName,
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     return service.bank_to_dict(service.get_bank(session, name))
 
@@ -128,7 +128,7 @@ def update_bank(
     name: BankName,
     body: BankUpdate,
     actor: Actor = Depends(require(*WRITERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     bank = service.update_bank(
         session, name, actor=actor.label, **body.model_dump(exclude_unset=True)
@@ -140,7 +140,7 @@ def update_bank(
 def delete_bank(
     name: BankName,
     actor: Actor = Depends(require(*WRITERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> Response:
     service.delete_bank(session, name, actor=actor.label)
     return Response(status_code=204)
@@ -154,7 +154,7 @@ def list_entries(
     ),
     limit: int = Query(100, ge=1, le=1000),
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     bank = service.get_bank(session, name)
     entries = service.list_entries(session, bank, after=after, limit=limit)
@@ -169,7 +169,7 @@ def add_entry(
     name: BankName,
     body: EntryCreate,
     actor: Actor = Depends(require(*WRITERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     bank = service.get_bank(session, name)
     new = service.NewEntry.validated(body.signals, labels=body.labels, note=body.note)
@@ -249,7 +249,7 @@ def read_entry(
     name: BankName,
     entry_id: EntryId,
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     bank = service.get_bank(session, name)
     return service.entry_to_dict(service.get_entry(session, bank, entry_id), bank.name)
@@ -261,7 +261,7 @@ def update_entry(
     entry_id: EntryId,
     body: EntryUpdate,
     actor: Actor = Depends(require(*WRITERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     bank = service.get_bank(session, name)
     entry = service.set_entry_state(
@@ -278,7 +278,7 @@ def delete_entry(
     name: BankName,
     entry_id: EntryId,
     actor: Actor = Depends(require(*WRITERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> Response:
     bank = service.get_bank(session, name)
     service.delete_entry(session, service.get_entry(session, bank, entry_id), actor.label)

@@ -31,12 +31,16 @@ async def get_matcher(request: Request) -> Matcher:
 
 
 def get_session(db: Database = Depends(get_db)) -> Iterator[Session]:
-    """The request's transaction. Routes take it with `scope="function"`, so it commits before
-    the response is sent (FastAPI otherwise runs this exit after sending): a 2xx then means
-    the change is stored and the client's next request sees it, and a failed commit is the
-    error response rather than a success that was never stored."""
+    """The request's transaction. Routes take it as `SESSION`, with `scope="function"`, so it
+    commits before the response is sent (FastAPI otherwise runs this exit after sending): a
+    2xx then means the change is stored and the client's next request sees it, and a failed
+    commit is the error response rather than a success that was never stored."""
     with db.session() as session:
         yield session
+
+
+# How every route takes the request's session: `session: Session = SESSION`.
+SESSION = Depends(get_session, scope="function")
 
 
 def require(*roles: Role) -> Callable[..., Awaitable[Actor]]:

@@ -15,7 +15,7 @@ from prescreen.banks import service as banks
 from prescreen.core.auth import Actor, Role
 from prescreen.core.config import Settings
 from prescreen.core.db import Database
-from prescreen.core.deps import get_db, get_session, get_settings, require
+from prescreen.core.deps import SESSION, get_db, get_settings, require
 from prescreen.core.validation import BANK_NAME_PATTERN, MAX_ROW_ID, CleanStr
 from prescreen.exchange import adapters, feed, keys, service
 from prescreen.exchange.models import OpinionKind, OpinionPolicy, Trust
@@ -91,7 +91,7 @@ def _pull_soon(session: Session, actor: Actor) -> None:
 @router.get("/identity", summary="This instance's id and Ed25519 public keys (pin them at peers)")
 def identity(
     _actor: Actor = Depends(require(*Role)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
     settings: Settings = Depends(get_settings),
 ) -> dict:
     return service.identity(session, settings)
@@ -100,7 +100,7 @@ def identity(
 @router.post("/identity/rotate", summary="Rotate the signing key (old keys keep verifying)")
 def rotate(
     actor: Actor = Depends(require(Role.admin)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
     settings: Settings = Depends(get_settings),
 ) -> dict:
     keys.rotate(session, settings, actor.label)
@@ -113,7 +113,7 @@ def read_feed(
     after: int = Query(0, ge=0, le=MAX_ROW_ID, description="Items after this sequence number"),
     limit: int = Query(500, ge=1, le=1000),
     _actor: Actor = Depends(require(*FEED_READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
     settings: Settings = Depends(get_settings),
 ) -> dict:
     return feed.feed_page(session, settings, bank, after, limit)
@@ -122,7 +122,7 @@ def read_feed(
 @router.get("/peers", summary="Peers this instance follows")
 def list_peers(
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> list[dict]:
     return [service.peer_to_dict(session, p) for p in service.list_peers(session)]
 
@@ -131,7 +131,7 @@ def list_peers(
 def create_peer(
     body: PeerCreate,
     actor: Actor = Depends(require(*WRITERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     fields = body.model_dump(exclude={"name", "public_keys", "follows"})
     peer = service.create_peer(
@@ -150,7 +150,7 @@ def create_peer(
 def read_peer(
     name: PeerName,
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     return service.peer_to_dict(session, service.get_peer(session, name))
 
@@ -160,7 +160,7 @@ def update_peer(
     name: PeerName,
     body: PeerUpdate,
     actor: Actor = Depends(require(*WRITERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     fields: dict[str, Any] = body.model_dump(exclude_unset=True, exclude={"follows"})
     if body.follows is not None:
@@ -174,7 +174,7 @@ def update_peer(
 def delete_peer(
     name: PeerName,
     actor: Actor = Depends(require(*WRITERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> Response:
     service.delete_peer(session, name, actor.label)
     return Response(status_code=204)
@@ -197,7 +197,7 @@ def list_rejections(
     name: PeerName,
     limit: int = Query(100, ge=1, le=1000),
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     peer = service.get_peer(session, name)
     return {"rejections": service.rejections(session, peer, limit)}
@@ -207,7 +207,7 @@ def list_rejections(
 def give_opinion(
     body: OpinionCreate,
     actor: Actor = Depends(require(Role.lead, Role.moderator)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
     settings: Settings = Depends(get_settings),
 ) -> dict:
     return service.give_opinion(
@@ -220,7 +220,7 @@ def release(
     bank: BankName,
     entry_id: EntryId,
     actor: Actor = Depends(require(*WRITERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     return service.release(session, bank, entry_id, actor.label)
 

@@ -32,7 +32,7 @@ from prescreen.banks.models import Bank, BankEntry, EntrySignal, SignalChange
 from prescreen.core.auth import Actor, Role, authenticate, check_role
 from prescreen.core.config import Settings
 from prescreen.core.db import Database
-from prescreen.core.deps import get_db, get_matcher, get_session, get_settings
+from prescreen.core.deps import SESSION, get_db, get_matcher, get_settings
 from prescreen.core.errors import Forbidden, InvalidInput, NotFound, PrescreenError
 from prescreen.core.validation import MAX_ROW_ID
 from prescreen.exchange.models import EntryProvenance
@@ -143,7 +143,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
 @router.get("/c/banks", summary="HMA: list banks")
 def hma_list_banks(
     _actor: Actor = Depends(hma_require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> list[dict]:
     return [_bank_body(bank) for bank, _count in banks.list_banks(session)]
 
@@ -180,7 +180,7 @@ async def hma_create_bank(
 def hma_get_bank(
     bank_name: str,
     _actor: Actor = Depends(hma_require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     return _bank_body(banks.get_bank(session, bank_name))
 
@@ -299,7 +299,7 @@ def hma_get_content(
     content_id: ContentId,
     include_signals: bool = Query(False),
     _actor: Actor = Depends(hma_require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     bank, entry = _entry(session, bank_name, content_id)
     provenance = session.get(EntryProvenance, entry.id)
@@ -322,7 +322,7 @@ def hma_delete_content(
     bank_name: str,
     content_id: ContentId,
     actor: Actor = Depends(hma_require(*WRITERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     bank = banks.get_bank(session, bank_name)
     try:
@@ -382,7 +382,7 @@ def hma_raw_lookup(
     include_distance: bool = Query(False),
     banks_param: str | None = Query(None, alias="banks"),
     _actor: Actor = Depends(hma_require(*MATCHERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
     matcher: Matcher = Depends(get_matcher),
 ) -> dict:
     matches = _search(session, matcher, signal_type, signal, _bank_filter(banks_param))
@@ -397,7 +397,7 @@ def hma_lookup_signal(
     signal: str = Query(..., max_length=10_000),
     banks_param: str | None = Query(None, alias="banks"),
     _actor: Actor = Depends(hma_require(*MATCHERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
     matcher: Matcher = Depends(get_matcher),
 ) -> dict:
     return _by_bank(_search(session, matcher, signal_type, signal, _bank_filter(banks_param)))
@@ -448,7 +448,7 @@ async def hma_compare(request: Request, _actor: Actor = Depends(hma_require(*MAT
 @router.get("/m/index/status", summary="HMA: index size and freshness per signal type")
 def hma_index_status(
     _actor: Actor = Depends(hma_require(*MATCHERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
     matcher: Matcher = Depends(get_matcher),
 ) -> dict:
     matcher.sync(session)

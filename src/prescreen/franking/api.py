@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from prescreen.core.auth import Actor, Role
 from prescreen.core.config import Settings
 from prescreen.core.db import Database
-from prescreen.core.deps import get_db, get_matcher, get_session, get_settings, require
+from prescreen.core.deps import SESSION, get_db, get_matcher, get_settings, require
 from prescreen.core.errors import InvalidInput, NotFound
 from prescreen.core.validation import CleanStr, Identifier
 from prescreen.franking import service
@@ -113,7 +113,7 @@ class ReportIn(BaseModel):
 def stamp_tag(
     body: StampIn,
     _actor: Actor = Depends(require(*PLATFORM)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
     settings: Settings = Depends(get_settings),
 ) -> dict:
     tag = _bytes(body.tag, "tag")
@@ -127,7 +127,7 @@ def stamp_tag(
 )
 def list_franking_keys(
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> list[dict]:
     return [service.key_to_dict(row) for row in service.list_keys(session)]
 
@@ -141,7 +141,7 @@ def list_franking_keys(
 def rotate_franking_key(
     body: Annotated[RotateIn | None, Body()] = None,
     _actor: Actor = Depends(require(Role.lead)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
     settings: Settings = Depends(get_settings),
 ) -> dict:
     days = body.retire_after_days if body is not None else None
@@ -192,7 +192,7 @@ def report_e2e(
 def read_report(
     report_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")],
     actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     report = service.get_report(session, report_id)
     if actor.role is Role.integrator and report.owner_key_id not in (None, actor.key_id):

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path
 from sqlalchemy.orm import Session
 
 from prescreen.core.auth import Actor, Role
-from prescreen.core.deps import get_session, require
+from prescreen.core.deps import SESSION, require
 from prescreen.jobs.service import get_job, job_to_dict
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -18,6 +18,6 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 def read_job(
     job_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")],
     _actor: Actor = Depends(require(Role.integrator, Role.lead, Role.moderator, Role.auditor)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     return job_to_dict(get_job(session, job_id))

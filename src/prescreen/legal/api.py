@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from prescreen.core.auth import Actor, Role, authenticate_cached, check_role
 from prescreen.core.config import Settings
 from prescreen.core.db import Database, utcnow
-from prescreen.core.deps import api_key_header, bearer, get_db, get_session, get_settings
+from prescreen.core.deps import SESSION, api_key_header, bearer, get_db, get_settings
 from prescreen.core.validation import CleanStr, Identifier
 from prescreen.legal import service
 from prescreen.legal.service import Category, RequestType
@@ -210,7 +210,7 @@ def list_requests(
     type: RequestType | None = None,
     limit: int = Query(100, ge=1, le=1000),
     _actor: Actor = Depends(legal_actor("legal.request.list", READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     rows = service.list_requests(session, status, type.value if type else None, limit)
     return {"requests": [service.request_to_dict(r) for r in rows]}
@@ -220,7 +220,7 @@ def list_requests(
 def read_request(
     request_id: Id,
     _actor: Actor = Depends(legal_actor("legal.request.read", READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     return _now_dict(session, request_id)
 
@@ -334,7 +334,7 @@ def produce(
 def list_productions(
     request_id: Id,
     _actor: Actor = Depends(legal_actor("legal.export.list", READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     service.get_request(session, request_id)
     rows = service.list_productions(session, request_id)
@@ -369,7 +369,7 @@ def create_hold(
 def list_holds(
     active: bool = True,
     _actor: Actor = Depends(legal_actor("legal.hold.list", READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     from sqlalchemy import select
 
@@ -421,7 +421,7 @@ def list_notices(
     status: Literal["scheduled", "withheld", "due", "sent"] | None = None,
     limit: int = Query(100, ge=1, le=1000),
     _actor: Actor = Depends(legal_actor("legal.notice.list", READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     return {
         "notices": [service.notice_to_dict(n) for n in service.list_notices(session, status, limit)]
@@ -464,7 +464,7 @@ def notice_schedule(
 @router.get("/emergency/overdue", summary="Emergency disclosures past their second-review date")
 def overdue(
     _actor: Actor = Depends(legal_actor("legal.emergency.list", READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     return {"overdue": [service.request_to_dict(r) for r in service.overdue_emergencies(session)]}
 
@@ -503,7 +503,7 @@ def create_removal_order(
 def list_removal_orders(
     limit: int = Query(100, ge=1, le=1000),
     _actor: Actor = Depends(legal_actor("legal.removal.list", READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     from sqlalchemy import select
 
@@ -520,7 +520,7 @@ def removal_report(
     start: Time = Query(None, description="Default: 1 January of this year"),
     end: Time = Query(None, description="Default: now"),
     _actor: Actor = Depends(legal_actor("legal.removal.report", READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     now = utcnow()
     start = start or datetime(now.year, 1, 1, tzinfo=UTC)
@@ -532,7 +532,7 @@ def removal_report(
 def read_removal_order(
     order_id: Id,
     _actor: Actor = Depends(legal_actor("legal.removal.read", READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     return service.order_to_dict(session, service.get_order(session, order_id))
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from prescreen.core.auth import Actor, Role
 from prescreen.core.config import Settings
-from prescreen.core.deps import get_session, get_settings, require
+from prescreen.core.deps import SESSION, get_settings, require
 from prescreen.core.errors import NotFound
 from prescreen.core.validation import MAX_ROW_ID, CleanStr, Identifier
 from prescreen.review import service, users
@@ -94,7 +94,7 @@ def list_cases(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
     actor: Actor = Depends(require(*REVIEWERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     cases = service.list_cases(session, reviewer_of(actor), status, kind, limit, offset)
     return {"cases": [service.case_summary(case) for case in cases]}
@@ -104,7 +104,7 @@ def list_cases(
 def read_case(
     case_id: CaseId,
     actor: Actor = Depends(require(*REVIEWERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
     settings: Settings = Depends(get_settings),
 ) -> dict:
     case = service.get_case(session, case_id, reviewer_of(actor))
@@ -115,7 +115,7 @@ def read_case(
 def claim_case(
     case_id: CaseId,
     actor: Actor = Depends(require(*REVIEWERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
     settings: Settings = Depends(get_settings),
 ) -> dict:
     reviewer = reviewer_of(actor)
@@ -127,7 +127,7 @@ def claim_case(
 def release_case(
     case_id: CaseId,
     actor: Actor = Depends(require(*REVIEWERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     reviewer = reviewer_of(actor)
     case = service.release(session, service.get_case(session, case_id, reviewer), reviewer)
@@ -143,7 +143,7 @@ def decide_case(
     case_id: CaseId,
     body: CaseDecision,
     actor: Actor = Depends(require(*REVIEWERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
     settings: Settings = Depends(get_settings),
 ) -> dict:
     reviewer = reviewer_of(actor)
@@ -171,7 +171,7 @@ def decide_appeal(
     case_id: CaseId,
     body: AppealDecision,
     actor: Actor = Depends(require(*REVIEWERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
     settings: Settings = Depends(get_settings),
 ) -> dict:
     reviewer = reviewer_of(actor)
@@ -189,7 +189,7 @@ def read_media(
     case_id: CaseId,
     content_pk: Annotated[str, Path(pattern=UUID)],
     actor: Actor = Depends(require(*REVIEWERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> Response:
     data, media_type = service.get_media(session, case_id, content_pk, reviewer_of(actor))
     return media_response(data, media_type)
@@ -211,7 +211,7 @@ def media_response(data: bytes, media_type: str) -> Response:
 @router.get("/stats", summary="Queue size, SLA breaches and decisions per hour")
 def read_stats(
     _actor: Actor = Depends(require(*REVIEWERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     return service.stats(session)
 
@@ -220,7 +220,7 @@ def read_stats(
 def read_statement(
     statement_id: Annotated[str, Path(pattern=UUID)],
     _actor: Actor = Depends(require(*STATEMENT_READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     sor = session.get(StatementOfReasons, statement_id)
     if sor is None:
@@ -231,7 +231,7 @@ def read_statement(
 @router.get("/users", summary="Web UI users (admins)")
 def list_ui_users(
     _actor: Actor = Depends(require(Role.admin)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     return {"users": [users.user_to_dict(u) for u in users.list_users(session)]}
 
@@ -240,7 +240,7 @@ def list_ui_users(
 def create_ui_user(
     body: UserCreate,
     actor: Actor = Depends(require(Role.admin)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     user = users.create_user(session, body.username, body.password, body.role, actor.label)
     return users.user_to_dict(user)
@@ -251,7 +251,7 @@ def update_ui_user(
     user_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
     body: UserUpdate,
     actor: Actor = Depends(require(Role.admin)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     return users.user_to_dict(users.set_disabled(session, user_id, body.disabled, actor.label))
 
@@ -262,7 +262,7 @@ def update_ui_user(
 def create_appeal(
     body: AppealCreate,
     actor: Actor = Depends(require(Role.integrator)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
     settings: Settings = Depends(get_settings),
 ) -> dict:
     content, latest = service.find_content(
@@ -278,7 +278,7 @@ def create_appeal(
 def read_appeal(
     appeal_id: Annotated[str, Path(pattern=UUID)],
     actor: Actor = Depends(require(Role.integrator, *LEADS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     appeal = service.get_appeal(
         session, appeal_id, actor.key_id, actor.role in (Role.admin, Role.lead)
@@ -292,7 +292,7 @@ def read_appeal(
 def create_report(
     body: ReportCreate,
     actor: Actor = Depends(require(Role.integrator)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
     settings: Settings = Depends(get_settings),
 ) -> dict:
     content, latest = service.find_content(

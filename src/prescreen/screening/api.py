@@ -17,7 +17,7 @@ from starlette.datastructures import UploadFile
 from prescreen.core.auth import Actor, Role
 from prescreen.core.config import Settings
 from prescreen.core.db import Database
-from prescreen.core.deps import get_db, get_matcher, get_session, get_settings, require
+from prescreen.core.deps import SESSION, get_db, get_matcher, get_settings, require
 from prescreen.core.errors import InvalidInput, UnsupportedMedia
 from prescreen.core.validation import CleanStr, Identifier, Metadata
 from prescreen.matching.service import Matcher
@@ -239,6 +239,6 @@ async def hash_content(
 def read_decision(
     decision_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")],
     _actor: Actor = Depends(require(*DECISION_READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     return get_decision(session, decision_id)

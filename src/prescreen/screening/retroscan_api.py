@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from prescreen.core.auth import Actor, Role
-from prescreen.core.deps import get_session, require
+from prescreen.core.deps import SESSION, require
 from prescreen.core.validation import BANK_NAME_PATTERN, MAX_ROW_ID
 from prescreen.screening import retroscan
 
@@ -36,7 +36,7 @@ class ScanRequest(BaseModel):
 def request_scan(
     body: ScanRequest,
     actor: Actor = Depends(require(Role.lead)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> JSONResponse:
     job = retroscan.request_bank_scan(session, body.bank, body.after_entry, actor.label)
     return JSONResponse(
@@ -49,7 +49,7 @@ def request_scan(
 def list_runs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     return {"runs": [retroscan.run_to_dict(run) for run in retroscan.list_runs(session, limit)]}
 
@@ -58,6 +58,6 @@ def list_runs(
 def list_hits(
     run_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
     _actor: Actor = Depends(require(*READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     return {"hits": [retroscan.hit_to_dict(hit) for hit in retroscan.list_hits(session, run_id)]}

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from prescreen.audit.service import record as audit_record
 from prescreen.core.auth import Actor, Role
 from prescreen.core.config import Settings
-from prescreen.core.deps import get_session, get_settings, require
+from prescreen.core.deps import SESSION, get_settings, require
 from prescreen.core.errors import InvalidInput
 from prescreen.core.validation import CleanStr, Identifier
 from prescreen.transparency import charts, csam, report, statements, tco
@@ -60,7 +60,7 @@ def _sees_everything(actor: Actor) -> bool:
 def read_statement(
     statement_id: Id,
     actor: Actor = Depends(require(*STATEMENT_READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     sor = statements.get_statement(session, statement_id, actor.key_id, _sees_everything(actor))
     return statements.user_statement(session, sor)
@@ -70,7 +70,7 @@ def read_statement(
 def list_statements(
     content_id: Annotated[Identifier, Query(description="The platform's content id")],
     actor: Actor = Depends(require(*STATEMENT_READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     found = statements.statements_for_content(
         session, content_id, actor.key_id, _sees_everything(actor)
@@ -88,7 +88,7 @@ def dsa_export(
     start: From = None,
     end: To = None,
     actor: Actor = Depends(require(*REPORT_READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     first, last = period(start, end)
     rows = statements.statements_between(session, first, last)
@@ -110,7 +110,7 @@ def read_report(
     end: To = None,
     format: Literal["json", "csv", "html"] = "json",
     _actor: Actor = Depends(require(*REPORT_READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
     settings: Settings = Depends(get_settings),
 ) -> Response:
     body = report.build(session, settings, *period(start, end))
@@ -128,7 +128,7 @@ def read_chart(
     start: From = None,
     end: To = None,
     _actor: Actor = Depends(require(*REPORT_READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> Response:
     figures = transparency_metrics(session, *period(start, end))
     media = "image/png" if fmt == "png" else "image/svg+xml"
@@ -142,7 +142,7 @@ def read_tco(
     end: To = None,
     format: Literal["json", "html"] = "json",
     _actor: Actor = Depends(require(*REPORT_READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
     settings: Settings = Depends(get_settings),
 ) -> Response:
     if year is not None and (start or end):
@@ -175,7 +175,7 @@ class ProceedingDecision(BaseModel):
 def create_proceeding(
     body: ProceedingCreate,
     actor: Actor = Depends(require(Role.legal)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     if body.brought_at is not None and body.brought_at.tzinfo is None:
         raise InvalidInput("brought_at needs a time zone, e.g. 2026-12-01T00:00:00Z")
@@ -190,7 +190,7 @@ def decide_proceeding(
     proceeding_id: Id,
     body: ProceedingDecision,
     actor: Actor = Depends(require(Role.legal)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     row = tco.decide_proceeding(session, actor.label, proceeding_id, body.outcome, body.reinstated)
     return tco.proceeding_to_dict(row)
@@ -225,7 +225,7 @@ class Submitted(BaseModel):
 def collect_csam_reports(
     body: CollectRequest,
     actor: Actor = Depends(require(Role.legal)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     reporter = {k: v for k, v in body.reporter.model_dump().items() if v}
     created = csam.collect(session, actor.label, reporter)
@@ -236,7 +236,7 @@ def collect_csam_reports(
 def list_csam_reports(
     status: Literal["ready", "submitted"] | None = None,
     actor: Actor = Depends(require(*LEGAL_READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     reports = csam.list_reports(session, status)
     audit_record(session, actor.label, "transparency.csam.read", "csam_reports",
@@ -248,7 +248,7 @@ def list_csam_reports(
 def read_csam_report(
     report_id: Id,
     actor: Actor = Depends(require(*LEGAL_READERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     report_ = csam.get_report(session, report_id)
     audit_record(session, actor.label, "transparency.csam.read", f"csam_report:{report_.id}")
@@ -260,7 +260,7 @@ def csam_report_submitted(
     report_id: Id,
     body: Submitted,
     actor: Actor = Depends(require(Role.legal)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     report_ = csam.mark_submitted(session, actor.label, report_id, body.ncmec_report_id)
     return csam.report_to_dict(report_)

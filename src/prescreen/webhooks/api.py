@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from prescreen.core.auth import Actor, Role
-from prescreen.core.deps import get_session, require
+from prescreen.core.deps import SESSION, require
 from prescreen.core.errors import NotFound
 from prescreen.webhooks import service
 
@@ -25,7 +25,7 @@ class WebhookSet(BaseModel):
 def set_webhook(
     body: WebhookSet,
     actor: Actor = Depends(require(*OWNERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     endpoint, secret = service.set_endpoint(session, actor.key_id, body.url)
     return {"url": endpoint.url, "secret": secret, "signature_header": service.SIGNATURE_HEADER}
@@ -34,7 +34,7 @@ def set_webhook(
 @router.get("", summary="This key's webhook URL (the secret is never shown again)")
 def get_webhook(
     actor: Actor = Depends(require(*OWNERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> dict:
     endpoint = service.get_endpoint(session, actor.key_id)
     if endpoint is None:
@@ -45,7 +45,7 @@ def get_webhook(
 @router.delete("", status_code=204, summary="Stop webhook deliveries for this key")
 def delete_webhook(
     actor: Actor = Depends(require(*OWNERS)),
-    session: Session = Depends(get_session, scope="function"),
+    session: Session = SESSION,
 ) -> Response:
     service.delete_endpoint(session, actor.key_id)
     return Response(status_code=204)
