@@ -396,9 +396,10 @@ def query_variants(
 ) -> dict[str, tuple[str, int]]:
     """Hashes to search for an upload: name -> (pdq hex, quality).
 
-    "original" (always, the primary hash), "trimmed" (and "retrimmed") when borders were
-    found, with `dihedral` the 7 rotations/mirrors of each ("rot90", ..., "trimmed_rot90",
-    ...), and with `corners` the image with each corner blanked ("corner_tl", ...).
+    "original" (always, the primary hash), the `trimmings` ("trimmed", "retrimmed",
+    "unfilled") when bars or blurred fill were found, with `dihedral` the 7 rotations/mirrors of
+    each ("rot90", ..., "trimmed_rot90", ...), with `corners` the image with each corner blanked
+    ("corner_tl", ...), and "thumb".
     """
     pixels = hashing_pixels(image)
     variants: dict[str, tuple[str, int]] = {}
@@ -432,9 +433,9 @@ def bank_variants(
 ) -> dict[str, tuple[str, int]]:
     """Hashes to store for a bank item: name -> (pdq hex, quality).
 
-    "original" (always), "trimmed" (and "retrimmed") when borders were found, "crop90", ... for
-    centred crops keeping that share of width and height, and with `corners` the image with
-    each corner blanked ("corner_tl", ...).
+    "original" (always), the `trimmings` when bars or blurred fill were found, "crop90", ...
+    for centred crops keeping that share of width and height, with `corners` the image with
+    each corner blanked ("corner_tl", ...), and "thumb".
     """
     pixels = hashing_pixels(image)
     variants = {"original": pdq_from_pixels(pixels)}
@@ -453,9 +454,10 @@ def bank_variants(
 def _small_copy_variants(
     pixels: Image.Image, *, corners: bool, min_quality: int
 ) -> dict[str, tuple[str, int]]:
-    """ "thumb", and with `corners` the blanked-corner hashes, from one copy box-averaged to
-    about CORNER_SIDE px. These hashes are compared only with their kind, so they need not be
-    the reference's: Pillow's integer luma costs a third as much."""
+    """The thumbnail hash, and with `corners` the blanked-corner hashes, from one copy
+    box-averaged to about CORNER_SIDE px. These hashes are compared only with their kind, so
+    they need not be the reference's: the corners use Pillow's integer luma, a third as
+    costly."""
     small = pixels.reduce(max(1, min(pixels.size) // CORNER_SIDE))
     smaller = small.reduce(max(1, min(small.size) // (2 * THUMB_SIDE)))
     scale = THUMB_SIDE / min(smaller.size)
