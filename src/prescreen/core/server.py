@@ -53,11 +53,12 @@ def prepare_environment(settings: Settings, workers: int) -> None:
     for stale in folder.glob("*.db"):
         stale.unlink()
     os.environ[METRICS_ENV] = str(folder.resolve())
-    # glibc keeps memory that request threads free (image decode buffers) in per-thread arenas
-    # and raises its mmap threshold as it goes: two arenas and a fixed threshold, so large
-    # buffers go back to the system when freed (measured: ~100 MB less under load).
+    # glibc gives each request thread an arena of its own; two are plenty for a GIL-bound
+    # worker and keep its memory down. glibc's mmap threshold stays dynamic on purpose: fixing
+    # it (and with it the heap trim threshold) at 128 KiB saved ~100 MB under load but made
+    # every decode buffer and array a fresh mapping to fault in again: it doubled the CPU time
+    # of a screened 2 MP JPEG (64-71 ms instead of 32; docs/benchmarks.md).
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "131072")
     os.execv(sys.executable, [sys.executable, "-m", "prescreen.cli", *sys.argv[1:]])
 
 
