@@ -124,6 +124,26 @@ def test_text_in_an_image_is_matched_by_text_banks(client, auth) -> None:
 
 
 @pytest.mark.usefixtures("needs_tesseract")
+def test_a_2mp_photo_is_decoded_again_only_when_it_shows_text(client, auth) -> None:
+    """Hashing decodes a 2 MP JPEG at half size; OCR looks for lines of text in that copy and
+    decodes the full-size pixels only when it sees some, so a caption is still read at full
+    resolution while a photo without text costs no second decode."""
+    rng = np.random.default_rng(8)
+    words = ["brothers", "victory", "remains", "together", "tonight"]
+    captioned = add_caption(base_photo(8, (1632, 1224)), words, "eng", 0.04, rng)
+    read = _screen(client, auth, jpeg_bytes(captioned, 85), "captioned-2mp")
+    steps = read["signals"]["media_steps"]
+    assert steps["ocr"]["status"] == "ok" and "decode" in steps
+    (note,) = [r for r in read["reasons"] if r["kind"] == "ocr_text"]
+    assert sum(word in note["text"] for word in words) >= 4, note["text"]
+
+    plain = _screen(client, auth, jpeg_bytes(base_photo(9, (1632, 1224)), 85), "plain-2mp")
+    steps = plain["signals"]["media_steps"]
+    assert steps["ocr"]["status"] == "ok" and "decode" not in steps
+    assert not [r for r in plain["reasons"] if r["kind"] == "ocr_text"]
+
+
+@pytest.mark.usefixtures("needs_tesseract")
 def test_text_in_an_image_is_scored_by_the_classifiers(client, auth, settings) -> None:
     settings.classifier_thresholds = {"terrorism": {"hold": 0.0, "block": 1.01}}
     decision = _screen(client, auth, _captioned(5, CAPTION), "scored")

@@ -7,7 +7,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
 from sqlalchemy import select
@@ -42,6 +42,9 @@ from prescreen.signals.detect import decode_text, detect_kind
 from prescreen.signals.registry import all_types, compute_signals, normalize_signals
 from prescreen.webhooks.service import notify
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 log = logging.getLogger(__name__)
 SCREEN_VIDEO_JOB = "screen_video"
 NEVER = 1.01  # a threshold no calibrated score reaches
@@ -56,8 +59,10 @@ class Hashed:
     kind: ContentKind
     signals: dict[str, Any]
     text: str | None = field(default=None, repr=False, compare=False)
-    # An image's or video's bytes, for the OCR and logo steps (never stored by screening).
+    # An image's or video's bytes, for the OCR and logo steps (never stored by screening),
+    # and an image's pixels as hashing decoded them (often reduced), to skip what they rule out.
     media: bytes | None = field(default=None, repr=False, compare=False)
+    preview: Image.Image | None = field(default=None, repr=False, compare=False)
 
     @property
     def matchable(self) -> dict[str, str]:
@@ -99,7 +104,10 @@ def hash_bytes(
     if kind is ContentKind.text:
         return hash_text(decode_text(data, filename or "the upload"), settings)
     upload = Upload(kind, data=data, max_image_pixels=settings.max_image_pixels, for_bank=for_bank)
-    return Hashed(kind, compute_signals(upload), media=None if for_bank else data)
+    signals = compute_signals(upload)
+    if for_bank:
+        return Hashed(kind, signals)
+    return Hashed(kind, signals, media=data, preview=upload.preview)
 
 
 def hash_text(text: str, settings: Settings) -> Hashed:
@@ -174,7 +182,7 @@ def media_steps(
     budget; a step that fails or overruns is logged and counted and adds nothing."""
     if hashed.media is None or hashed.kind not in (ContentKind.photo, ContentKind.video):
         return MediaFindings()
-    return run_media_steps(session, matcher, settings, hashed.kind, hashed.media)
+    return run_media_steps(session, matcher, settings, hashed.kind, hashed.media, hashed.preview)
 
 
 def _merge_matches(first: list[Match], extra: list[Match]) -> list[Match]:

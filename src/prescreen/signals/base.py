@@ -33,6 +33,9 @@ class Upload:
     max_image_pixels: int = 100_000_000
     for_bank: bool = False  # hashing a bank item (store variants) rather than an upload
     _image: Image.Image | None = field(default=None, repr=False)
+    # The image as PDQ hashing decoded it (a large JPEG at 1/2 to 1/8 scale): enough for later
+    # steps to see whether full-size pixels are worth decoding at all.
+    preview: Image.Image | None = field(default=None, repr=False)
 
     def image(self) -> Image.Image:
         """The decoded, orientation-corrected image (photos only)."""

@@ -240,6 +240,7 @@ class PDQSignal(SignalType):
             image = upload.image()
         else:
             image = decode_image(upload.data, upload.max_image_pixels, min_side=HASH_MIN_SIDE)
+        upload.preview = image
         variants = (bank_variants if upload.for_bank else query_variants)(image)
         value, quality = variants.pop("original")
         if not upload.for_bank and upload.data and _maybe_animated(upload.data):
