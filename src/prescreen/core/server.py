@@ -94,12 +94,16 @@ def prepare_snapshot(settings: Settings) -> None:
 
 def preload() -> None:
     """Import and warm what every worker needs before forking, so its pages are shared: the
-    application, the text model, and the PDQ index's compiled search kernels."""
+    application, the text model, and the compiled kernels of image hashing and of the PDQ
+    index (left to the workers, each would load them on its first request, and bring the
+    compiler's pages into its own memory)."""
     import numpy as np
+    from PIL import Image
 
     import prescreen.app  # noqa: F401
     from prescreen.classify.service import default_classifier
     from prescreen.matching.pdq_index import PDQIndex
+    from prescreen.signals.image_variants import query_variants
     from prescreen.signals.registry import all_types
 
     default_classifier()
@@ -108,6 +112,7 @@ def preload() -> None:
     index = PDQIndex.build(codes, np.arange(4096, dtype=np.int64))
     for strategy in ("mih", "linear"):
         index.search(codes[0], 31, strategy=strategy)
+    query_variants(Image.new("RGB", (64, 64)))
 
 
 def _stop_with_parent(parent: int) -> None:

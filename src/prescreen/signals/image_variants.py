@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from prescreen.signals.image import hashing_pixels, pdq_distance, pdq_from_pixels
-from prescreen.signals.pdq_luma import corner_masked_from_luma, dihedral_from_luma, luma_of_rgb
+from prescreen.signals.pdq_luma import corner_masked_from_luma, dihedral_from_rgb
 
 # The rotations/mirrors, in the order `pdqhash.compute_dihedral` returns them. Each name is the
 # operation applied to the image whose hash it is (Pillow's transposes: rot90 =
@@ -92,7 +92,7 @@ def dihedral_hashes(pixels: Image.Image) -> tuple[dict[str, str], int]:
     one-DCT shortcut costs more and drifts, by up to ~40 bits on 256 px photos.) On a nearly
     flat picture, where another order of float sums can flip a bit, the original is the
     reference's own hash."""
-    hashes = dihedral_from_luma(luma_of_rgb(np.asarray(pixels)))
+    hashes = dihedral_from_rgb(np.asarray(pixels))
     values = {name: value for name, (value, _quality) in hashes.items()}
     quality = hashes["original"][1]
     if quality < DEFAULT_MIN_QUALITY:
