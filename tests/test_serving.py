@@ -18,6 +18,7 @@ import httpx
 import psutil
 import pytest
 from sqlalchemy import select
+from tests.media import encode, photo
 
 from prescreen.banks import service as banks
 from prescreen.banks.models import BankEntry
@@ -166,6 +167,67 @@ def test_serve_replaces_a_killed_worker(tmp_path) -> None:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
     assert server.returncode == 0
+
+
+def test_served_workers_hash_and_match_after_the_parent_gives_back_the_compiler(tmp_path) -> None:
+    """`prescreen serve` compiles the hashing and index kernels in its parent, forks, and gives
+    the compiler's pages back (55-70 MB resident otherwise): the workers' kernels still hash
+    an uploaded photo and search the bank."""
+    env = {
+        **os.environ,
+        "PRESCREEN_DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+        "PRESCREEN_DATA_DIR": str(tmp_path / "data"),
+        "PRESCREEN_LOG_LEVEL": "WARNING",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    cli = [sys.executable, "-m", "prescreen.cli"]
+    upload = encode(photo(5, (1200, 900)), "JPEG", quality=90)
+    (tmp_path / "known.jpg").write_bytes(upload)
+    subprocess.run(
+        [*cli, "bank", "create", "known", "--kind", "block"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run([*cli, "bank", "add", "known", str(tmp_path / "known.jpg")], env=env, check=True)
+    created = subprocess.run(
+        [*cli, "apikey", "create", "--role", "integrator", "--name", "t"],
+        env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    auth = {"authorization": f"Bearer {json.loads(created.stdout)['key']}"}
+    port = _free_port()
+    server = subprocess.Popen(
+        [*cli, "serve", "--port", str(port), "--workers", "2"], env=env, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _until(lambda: _ready(url), 60, "the server to start")
+        assert _private_mb(server.pid, "libllvmlite") < 4
+        for number in range(4):  # both workers, whichever takes each request
+            answer = httpx.post(
+                f"{url}/v1/screen", headers=auth, timeout=30,
+                files={"file": ("a.jpg", upload, "image/jpeg")},
+                data={"content_id": f"upload-{number}"},
+            )  # fmt: skip
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["decision"] == "block"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def _private_mb(pid: int, library: str) -> float:
+    """Resident memory of `library`'s mappings that process `pid` alone holds (pages another
+    process maps too, such as this test's own, are not the parent's to give back)."""
+    kb, inside = 0, False
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
+                inside = len(fields) >= 6 and library in fields[5]
+            elif inside and fields[0] in ("Private_Clean:", "Private_Dirty:"):
+                kb += int(fields[1])
+    return kb / 1024
 
 
 def _replaced(pid: int, killed: int) -> bool:

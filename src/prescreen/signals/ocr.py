@@ -203,10 +203,21 @@ def prepare_line(
 # ------------------------------------------------------------------------------- engines
 
 
+_processes = 1  # processes of one server that share this host's cores (`share_cores`)
+
+
+def share_cores(processes: int) -> None:
+    """Called by a server before it forks `processes` workers: each then keeps Tesseract
+    handles for its share of the cores, not for all of them (a handle holds its own copy of
+    the models, about 20 MB)."""
+    global _processes
+    _processes = max(1, processes)
+
+
 class _CapiEngine:
     """Tesseract's C API through ctypes. Initialised handles (a model load each, ~100 ms and
-    tens of MB) are pooled per language set: a thread borrows one for a line and gives it back,
-    so a server's many request threads share as many handles as there are cores."""
+    about 20 MB) are pooled per language set: a thread borrows one for a line and gives it
+    back, so a process's request threads share as many handles as it has cores."""
 
     def __init__(self, library: ctypes.CDLL) -> None:
         self.lib = library
@@ -215,7 +226,7 @@ class _CapiEngine:
         self.created: dict[str, int] = {}
         self.all_handles: list[int] = []
         self.available = threading.Condition(self.lock)
-        self.max_handles = max(1, os.cpu_count() or 1)
+        self.max_handles = max(1, (os.cpu_count() or 1) // _processes)
         lib = library
         lib.TessBaseAPICreate.restype = ctypes.c_void_p
         lib.TessBaseAPIInit2.argtypes = [
