@@ -42,3 +42,18 @@ def test_a_passed_deadline_stops_reading() -> None:
     image = add_caption(base_photo(1), caption_words(rng, "eng"), "eng", 0.04, rng)
     with pytest.raises(TimeoutError):
         ocr.read_text(_grey(image), deadline=0.0)
+
+
+def test_each_server_worker_keeps_tesseract_models_for_its_share_of_the_cores(monkeypatch) -> None:
+    """A handle holds its own copy of a language's models (~20 MB): the workers of one server
+    together keep one per core, not one per core each."""
+    reader = ocr.engine()
+    if not isinstance(reader, ocr._CapiEngine):
+        pytest.skip("libtesseract is not loadable; the tesseract program keeps no handles")
+    monkeypatch.setattr(ocr.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(ocr, "_processes", 1)
+    assert reader.max_handles == 8
+    ocr.share_cores(4)
+    assert reader.max_handles == 2
+    ocr.share_cores(16)
+    assert reader.max_handles == 1

@@ -226,7 +226,6 @@ class _CapiEngine:
         self.created: dict[str, int] = {}
         self.all_handles: list[int] = []
         self.available = threading.Condition(self.lock)
-        self.max_handles = max(1, (os.cpu_count() or 1) // _processes)
         lib = library
         lib.TessBaseAPICreate.restype = ctypes.c_void_p
         lib.TessBaseAPIInit2.argtypes = [
@@ -246,6 +245,10 @@ class _CapiEngine:
         lib.TessBaseAPIEnd.argtypes = [ctypes.c_void_p]
         lib.TessBaseAPIDelete.argtypes = [ctypes.c_void_p]
         atexit.register(self.close)
+
+    @property
+    def max_handles(self) -> int:
+        return max(1, (os.cpu_count() or 1) // _processes)
 
     def close(self) -> None:
         """Free every handle (Tesseract reports leaked models at exit otherwise)."""
