@@ -181,15 +181,14 @@ def test_served_workers_hash_and_match_after_the_parent_gives_back_the_compiler(
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     cli = [sys.executable, "-m", "prescreen.cli"]
-    upload = encode(photo(5, (1200, 900)), "JPEG", quality=90)
-    (tmp_path / "known.jpg").write_bytes(upload)
-    subprocess.run(
-        [*cli, "bank", "create", "known", "--kind", "block"],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run([*cli, "bank", "add", "known", str(tmp_path / "known.jpg")], env=env, check=True)
+    picture = photo(5, (1200, 900))
+    (tmp_path / "known.jpg").write_bytes(encode(picture, "JPEG", quality=90))
+    upload = encode(picture, "JPEG", quality=75)  # other bytes: only PDQ can match it
+    for command in (
+        ["bank", "create", "known", "--kind", "block"],
+        ["bank", "add", "known", str(tmp_path / "known.jpg")],
+    ):
+        subprocess.run([*cli, *command], env=env, check=True, capture_output=True)
     created = subprocess.run(
         [*cli, "apikey", "create", "--role", "integrator", "--name", "t"],
         env=env, check=True, capture_output=True, text=True,
@@ -203,14 +202,16 @@ def test_served_workers_hash_and_match_after_the_parent_gives_back_the_compiler(
     try:
         _until(lambda: _ready(url), 60, "the server to start")
         assert _private_mb(server.pid, "libllvmlite") < 4
-        for number in range(4):  # both workers, whichever takes each request
+        for number in range(6):  # several, so that both workers take some
             answer = httpx.post(
                 f"{url}/v1/screen", headers=auth, timeout=30,
                 files={"file": ("a.jpg", upload, "image/jpeg")},
                 data={"content_id": f"upload-{number}"},
             )  # fmt: skip
             assert answer.status_code == 200, answer.text
-            assert answer.json()["decision"] == "block"
+            body = answer.json()
+            assert body["decision"] == "block"
+            assert body["matches"][0]["signal_type"] == "pdq"
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
