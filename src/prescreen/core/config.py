@@ -51,7 +51,10 @@ class Settings(BaseSettings):
     web_workers: int = Field(
         0, ge=0, description="HTTP worker processes started by `serve`; 0 = one per core"
     )
-    request_threads: int = Field(4, ge=1, description="Threads per HTTP worker for blocking work")
+    # Two per worker, with a worker per core: more only let requests contend for the GIL and
+    # hold more buffers (2 cores, 2 MP JPEGs at c=4: 32-39 req/s with 2, 26-30 with 4, 23 with 1;
+    # docs/benchmarks.md).
+    request_threads: int = Field(2, ge=1, description="Threads per HTTP worker for blocking work")
     workers_in_process: int = Field(1, ge=0, description="Job workers started by `serve`")
     # A verified API key is trusted for this long without a database read; a revocation made
     # in another process takes at most this long to apply (0 checks every request).
