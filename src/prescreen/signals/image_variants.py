@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from prescreen.signals.image import hashing_pixels, pdq_distance, pdq_from_pixels
-from prescreen.signals.pdq_luma import corner_masked_from_luma, dihedral_from_rgb
+from prescreen.signals.pdq_luma import LUMA, corner_masked_from_luma, dihedral_from_rgb
 
 # The rotations/mirrors, in the order `pdqhash.compute_dihedral` returns them. Each name is the
 # operation applied to the image whose hash it is (Pillow's transposes: rot90 =
@@ -72,7 +72,6 @@ MIN_CONTENT = 0.35  # what is left after trimming must keep this share of each s
 TRIM_ROUNDS = 3  # passes over rows then columns at most
 MAX_BAR = 0.45  # no bar on one side is thicker than this share of the side
 LINES_AT_ONCE = 16  # lines classified per numpy call while following a bar inwards
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 # Corner-blanked variants are hashed from a copy whose shorter side is about this long.

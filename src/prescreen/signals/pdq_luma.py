@@ -17,13 +17,14 @@ from numba import njit
 
 PDQ_HEX_LENGTH = 64
 MIN_HASHABLE_DIM = 5  # PDQ's reference gives images smaller than this no hash
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601 weights of R, G, B
 
 
 def luma_of_rgb(rgb: np.ndarray) -> np.ndarray:
     """The luma the reference hashes, from (h, w, 3) RGB: 0.299 R + 0.587 G + 0.114 B in single
     precision, summed in that order (another order would move a few hashes by a bit)."""
     rgb = rgb.astype(np.float32)
-    return rgb[:, :, 0] * 0.299 + rgb[:, :, 1] * 0.587 + rgb[:, :, 2] * 0.114
+    return rgb[:, :, 0] * LUMA[0] + rgb[:, :, 1] * LUMA[1] + rgb[:, :, 2] * LUMA[2]
 
 
 @functools.lru_cache(maxsize=1)
@@ -178,7 +179,7 @@ def _dihedral_samples(
     reference's on the transposed picture)."""
     height, width = rgb.shape[0], rgb.shape[1]
     luma = np.empty((height, width), np.float32)
-    red, green, blue = np.float32(0.299), np.float32(0.587), np.float32(0.114)
+    red, green, blue = LUMA[0], LUMA[1], LUMA[2]
     for i in range(height):
         for j in range(width):
             luma[i, j] = (
