@@ -220,15 +220,8 @@ def test_served_workers_hash_and_match_after_the_parent_gives_back_the_compiler(
 def _private_mb(pid: int, library: str) -> float:
     """Resident memory of `library`'s mappings that process `pid` alone holds (pages another
     process maps too, such as this test's own, are not the parent's to give back)."""
-    kb, inside = 0, False
-    with open(f"/proc/{pid}/smaps") as smaps:
-        for line in smaps:
-            fields = line.split()
-            if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
-                inside = len(fields) >= 6 and library in fields[5]
-            elif inside and fields[0] in ("Private_Clean:", "Private_Dirty:"):
-                kb += int(fields[1])
-    return kb / 1024
+    maps = psutil.Process(pid).memory_maps(grouped=True)
+    return sum(m.private_clean + m.private_dirty for m in maps if library in m.path) / 2**20
 
 
 def _replaced(pid: int, killed: int) -> bool:
