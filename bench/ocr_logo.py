@@ -276,12 +276,12 @@ def tesseract_sweep(images: int, seed: int) -> list[dict[str, Any]]:
             lambda data, lang=languages: ocr.read_text(grey_of(data), lang).text,
         )
     os.environ["PRESCREEN_OCR_ENGINE"] = "cli"
-    ocr.engine.cache_clear()
+    ocr.forget_engine()
     measure(
         "regions + program (pytesseract), psm 7, eng+ara", lambda d: ocr.read_text(grey_of(d)).text
     )
     os.environ.pop("PRESCREEN_OCR_ENGINE")
-    ocr.engine.cache_clear()
+    ocr.forget_engine()
     rows.append({"config": "legacy engine (--oem 0)", "note": legacy_engine_note()})
     return rows
 

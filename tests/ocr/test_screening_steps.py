@@ -175,15 +175,21 @@ def test_an_overrun_is_counted_and_the_image_decided_without_it(
 
 
 def test_screening_goes_on_without_tesseract(client, auth, monkeypatch, caplog) -> None:
+    """And looks for Tesseract once, not on every upload: each look spawns a program."""
     import pytesseract
 
+    looks = []
+    probe = pytesseract.get_tesseract_version
+    monkeypatch.setattr(pytesseract, "get_tesseract_version", lambda: looks.append(1) or probe())
     monkeypatch.setenv("PRESCREEN_OCR_ENGINE", "cli")
     monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", "/nonexistent/tesseract")
-    ocr.engine.cache_clear()
+    ocr.forget_engine()
     try:
         with caplog.at_level(logging.WARNING, logger="prescreen.screening.media_steps"):
-            decision = _screen(client, auth, _captioned(2, CAPTION), "no-ocr")
+            decisions = [_screen(client, auth, _captioned(2, CAPTION), f"no-ocr-{n}") for n in "ab"]
     finally:
-        ocr.engine.cache_clear()
-    assert decision["decision"] == "allow"
-    assert decision["signals"]["media_steps"]["ocr"]["status"] == "unavailable"
+        ocr.forget_engine()
+    for decision in decisions:
+        assert decision["decision"] == "allow"
+        assert decision["signals"]["media_steps"]["ocr"]["status"] == "unavailable"
+    assert len(looks) == 1

@@ -23,6 +23,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -333,23 +334,45 @@ class _CliEngine:
         return " ".join(w for w, _ in words), round(sum(c for _, c in words) / len(words))
 
 
-@cache
 def engine() -> _CapiEngine | _CliEngine:
     """The fastest Tesseract available, or OcrUnavailable (logged once by the caller)."""
+    found = _find_engine()
+    if isinstance(found, str):
+        raise OcrUnavailable(found)  # a new one each time: a kept one would grow its traceback
+    return found
+
+
+@cache
+def _find_engine() -> _CapiEngine | _CliEngine | str:
+    """Looked for once per process: where Tesseract is missing, why is kept too, so
+    that screening does not search the disk and spawn programs again for every upload."""
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # one core per OCR, as the budget assumes
     if os.environ.get("PRESCREEN_OCR_ENGINE", "auto") != "cli":
-        name = ctypes.util.find_library("tesseract") or "libtesseract.so.5"
-        try:
-            return _CapiEngine(ctypes.CDLL(name))
-        except (OSError, AttributeError):
-            log.info("libtesseract not loadable; reading text with the tesseract program")
+        for name in _library_candidates():
+            try:
+                return _CapiEngine(ctypes.CDLL(name))
+            except (OSError, AttributeError):
+                continue
+        log.info("libtesseract not loadable; reading text with the tesseract program")
     try:
         import pytesseract
 
         pytesseract.get_tesseract_version()
     except Exception as exc:  # ImportError, TesseractNotFoundError, OSError
-        raise OcrUnavailable(f"Tesseract is not installed ({type(exc).__name__})") from exc
+        return f"Tesseract is not installed ({type(exc).__name__})"
     return _CliEngine()
+
+
+def _library_candidates() -> Iterator[str]:
+    """The usual sonames first: `find_library` runs ldconfig (and gcc) to search."""
+    yield from ("libtesseract.so.5", "libtesseract.so.4")
+    if found := ctypes.util.find_library("tesseract"):
+        yield found
+
+
+def forget_engine() -> None:
+    """Look for Tesseract again on next use (after PRESCREEN_OCR_ENGINE changed)."""
+    _find_engine.cache_clear()
 
 
 def availability() -> str | None:
