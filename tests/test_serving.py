@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import select as io_select
 import signal
 import socket
 import subprocess
@@ -169,6 +170,42 @@ def test_serve_replaces_a_killed_worker(tmp_path) -> None:
     assert server.returncode == 0
 
 
+def test_a_pool_of_keep_alive_connections_is_spread_over_the_workers(tmp_path) -> None:
+    """An upload service opens its pool of connections at once and keeps them: each worker
+    must get its share, or one core does all the screening while the other idles."""
+    env = {
+        **os.environ,
+        "PRESCREEN_DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+        "PRESCREEN_DATA_DIR": str(tmp_path / "data"),
+        "PRESCREEN_LOG_LEVEL": "WARNING",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prescreen.cli", "serve", "--port", str(port), "--workers", "2"],
+        env=env, start_new_session=True,
+    )  # fmt: skip
+    pool = []
+    try:
+        _until(lambda: _ready(f"http://127.0.0.1:{port}"), 60, "the server to start")
+        pool = _open_at_once(("127.0.0.1", port), 8)
+        for connection in pool:
+            connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: prescreen\r\n\r\n")
+        for connection in pool:
+            assert connection.recv(4096).startswith(b"HTTP/1.1 200")
+        held = sorted(
+            sum(1 for c in worker.net_connections("tcp") if c.laddr.port == port and c.raddr)
+            for worker in psutil.Process(server.pid).children()
+        )
+        assert held == [4, 4]
+    finally:
+        for connection in pool:
+            connection.close()
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    assert server.returncode == 0
+
+
 def test_served_workers_hash_and_match_after_the_parent_gives_back_the_compiler(tmp_path) -> None:
     """`prescreen serve` compiles the hashing and index kernels in its parent, forks, and gives
     the compiler's pages back (55-70 MB resident otherwise): the workers' kernels still hash
@@ -215,6 +252,18 @@ def test_served_workers_hash_and_match_after_the_parent_gives_back_the_compiler(
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def _open_at_once(address: tuple[str, int], count: int) -> list[socket.socket]:
+    """`count` connections started together, as a client's connection pool starts them."""
+    pool = [socket.socket() for _ in range(count)]
+    for connection in pool:
+        connection.setblocking(False)
+        connection.connect_ex(address)
+    for connection in pool:
+        io_select.select([], [connection], [], 10)
+        connection.setblocking(True)
+    return pool
 
 
 def _private_mb(pid: int, library: str) -> float:

@@ -7,17 +7,27 @@ snapshot files). Forking after the imports shares those pages copy-on-write; eac
 memory-maps the same snapshot, so the index is in memory once per host however many workers
 run. The parent restarts a worker that dies (a `kill -9`, an out-of-memory kill) and stops
 them all on SIGTERM or SIGINT.
+
+Why the parent accepts the connections and hands them round-robin to the workers, rather than
+letting the workers accept from a shared socket: a worker's event loop accepts every connection
+that is waiting when it wakes, so a client that opens its pool of keep-alive connections at
+once had all of them in one worker, and the other cores idle (measured with 4 connections and
+2 workers: 4 and 0, every time). Node's cluster module does the same for the same reason.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
 import gc
+import itertools
 import logging
 import os
 import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -33,6 +43,7 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 MADV_PAGEOUT = 21  # linux/mman.h (Linux 5.4+)
 COMPILER_LIBRARY = "libllvmlite.so"
 RESTART_PAUSE_SECONDS = 1.0
+HAND_OVER_SECONDS = 5.0  # how long a connection may wait for a worker that can take it
 
 
 def worker_count(settings: Settings, requested: int | None) -> int:
@@ -156,6 +167,7 @@ class Supervisor:
     def __post_init__(self) -> None:
         self.parent = os.getpid()
         self.children: dict[int, float] = {}
+        self.channels: dict[int, socket.socket] = {}  # worker pid -> where its connections go
         self.stopping = False
 
     def run(self) -> None:
@@ -171,6 +183,7 @@ class Supervisor:
         log.info("serving", extra={"workers": self.workers, "address": self._address()})
         for _ in range(self.workers):
             self._spawn()
+        threading.Thread(target=self._hand_out, name="accept", daemon=True).start()
         while not self.stopping:
             self._reap_and_restart()
             time.sleep(0.2)
@@ -181,20 +194,60 @@ class Supervisor:
         return f"http://{host}:{port}"
 
     def _spawn(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             _stop_with_parent(self.parent)
+            for other in (self.listener, ours, *self.channels.values()):
+                other.close()
             code = 0
             try:
-                uvicorn.Server(uvicorn_config()).run(sockets=[self.listener])
+                HandedConnections(uvicorn_config(), theirs).run()
             except BaseException:
                 log.exception("worker failed")
                 code = 1
             finally:
                 os._exit(code)
+        theirs.close()
+        ours.setblocking(False)
+        self.channels = {**self.channels, pid: ours}  # replaced whole: the accept thread reads it
         self.children[pid] = time.monotonic()
+
+    def _hand_out(self) -> None:
+        """Accept connections and hand each to the next worker in turn; one whose queue is full
+        (or that has just died) is passed over."""
+        turn = itertools.count()
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                if self.stopping:
+                    return
+                log.exception("could not accept a connection")
+                time.sleep(0.1)
+                continue
+            with connection:
+                # as uvicorn's own accept would: small responses are not held back by Nagle
+                connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._hand_over(connection, turn)
+
+    def _hand_over(self, connection: socket.socket, turn: itertools.count) -> None:
+        deadline = time.monotonic() + HAND_OVER_SECONDS
+        while not self.stopping and time.monotonic() < deadline:
+            channels = list(self.channels.values())
+            start = next(turn)
+            for offset in range(len(channels)):
+                try:
+                    socket.send_fds(
+                        channels[(start + offset) % len(channels)], [b"c"], [connection.fileno()]
+                    )
+                    return
+                except OSError:  # full (BlockingIOError), or the worker is gone
+                    continue
+            time.sleep(0.01)
+        log.warning("no worker could take a connection; closed it")
 
     def _reap_and_restart(self) -> None:
         while self.children:
@@ -205,6 +258,10 @@ class Supervisor:
             if pid == 0:
                 return
             started = self.children.pop(pid, None)
+            channels = dict(self.channels)
+            if (channel := channels.pop(pid, None)) is not None:
+                channel.close()
+            self.channels = channels
             multiprocess.mark_process_dead(pid)
             if started is None or self.stopping:
                 continue
@@ -220,6 +277,9 @@ class Supervisor:
         self.stopping = True
 
     def _shutdown(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # accept no more: wakes the accept thread
+        self.listener.close()
         for pid in list(self.children):
             try:
                 os.kill(pid, signal.SIGTERM)
@@ -237,5 +297,55 @@ class Supervisor:
                 time.sleep(0.1)
         for pid in self.children:
             os.kill(pid, signal.SIGKILL)
-        self.listener.close()
         log.info("stopped")
+
+
+class HandedConnections(uvicorn.Server):
+    """A worker's uvicorn that serves the connections the parent hands it over `channel`
+    (one descriptor per message) instead of accepting any itself."""
+
+    def __init__(self, config: uvicorn.Config, channel: socket.socket) -> None:
+        super().__init__(config)
+        self.channel = channel
+        self.opening: set[asyncio.Task] = set()  # kept referenced until each connection is set up
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=[])
+        self.channel.setblocking(False)
+        asyncio.get_running_loop().add_reader(self.channel.fileno(), self._take)
+
+    def _take(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            message, descriptors, _, _ = socket.recv_fds(self.channel, 1, 1)
+        except BlockingIOError:
+            return
+        except OSError:
+            message, descriptors = b"", []
+        if not message:  # the parent closed its end: it is stopping or gone
+            loop.remove_reader(self.channel.fileno())
+            return
+        for descriptor in descriptors:
+            connection = socket.socket(fileno=descriptor)
+            connection.setblocking(False)
+            if self.should_exit:
+                connection.close()
+                continue
+            task = loop.create_task(loop.connect_accepted_socket(self._protocol, connection))
+            self.opening.add(task)
+            task.add_done_callback(self._opened)
+
+    def _opened(self, task: asyncio.Task) -> None:
+        self.opening.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.info("a handed connection closed before it was served", extra={"error": str(error)})
+
+    def _protocol(self) -> asyncio.Protocol:
+        return self.config.http_protocol_class(  # what uvicorn's own accept would create
+            config=self.config, server_state=self.server_state, app_state=self.lifespan.state
+        )
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().remove_reader(self.channel.fileno())
+        self.channel.close()
+        await super().shutdown(sockets)
