@@ -152,21 +152,21 @@ def wait_retroscanned(url: str, key: str, entries: int, timeout: float) -> float
     raise SystemExit("the retro-scan of the imported entries did not finish")
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time used so far by the server and every process under it."""
+def cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU time used so far by the server and by each process under it, by pid."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
+        return {}
+    spent = {}
     for proc in procs:
         try:
             times = proc.cpu_times()
         except psutil.NoSuchProcess:
             continue
-        total += times.user + times.system
-    return total
+        spent[proc.pid] = times.user + times.system
+    return spent
 
 
 def memory_mb(pid: int) -> dict[str, float]:
@@ -309,10 +309,13 @@ async def drive(
 def run_level(pid: int, port: int, key: str, mode: str, level: int, seconds: float, data) -> dict:
     """A short warm-up, then the measured run, with the server's CPU time per request."""
     asyncio.run(drive(port, key, mode, level, min(2.0, seconds / 4), *data))
-    cpu_before = cpu_seconds(pid)
+    before = cpu_seconds(pid)
     run = asyncio.run(drive(port, key, mode, level, seconds, *data))
-    spent = cpu_seconds(pid) - cpu_before
-    run["server_cpu_ms"] = round(spent * 1000 / max(run["requests"], 1), 2)
+    spent = {p: s - before.get(p, 0.0) for p, s in cpu_seconds(pid).items()}
+    run["server_cpu_ms"] = round(sum(spent.values()) * 1000 / max(run["requests"], 1), 2)
+    # how evenly the workers shared the load (the parent, and any process that is not a
+    # worker, are left out)
+    run["worker_cpu_s"] = sorted(round(s, 1) for p, s in spent.items() if p != pid and s > 0.05)
     run["memory"] = memory_mb(pid)
     return run
 

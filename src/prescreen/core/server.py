@@ -18,12 +18,12 @@ once had all of them in one worker, and the other cores idle (measured with 4 co
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import gc
 import itertools
 import logging
 import os
+import select
 import signal
 import socket
 import sys
@@ -168,6 +168,8 @@ class Supervisor:
         self.parent = os.getpid()
         self.children: dict[int, float] = {}
         self.channels: dict[int, socket.socket] = {}  # worker pid -> where its connections go
+        self.forking = threading.Lock()
+        self.accepting: threading.Thread | None = None
         self.stopping = False
 
     def run(self) -> None:
@@ -183,7 +185,8 @@ class Supervisor:
         log.info("serving", extra={"workers": self.workers, "address": self._address()})
         for _ in range(self.workers):
             self._spawn()
-        threading.Thread(target=self._hand_out, name="accept", daemon=True).start()
+        self.accepting = threading.Thread(target=self._hand_out, name="accept", daemon=True)
+        self.accepting.start()
         while not self.stopping:
             self._reap_and_restart()
             time.sleep(0.2)
@@ -195,7 +198,8 @@ class Supervisor:
 
     def _spawn(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = os.fork()
+        with self.forking:
+            pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -217,21 +221,28 @@ class Supervisor:
 
     def _hand_out(self) -> None:
         """Accept connections and hand each to the next worker in turn; one whose queue is full
-        (or that has just died) is passed over."""
+        (or that has just died) is passed over. A connection is accepted, handed over and closed
+        here under `forking`, so a worker forked meanwhile never inherits one (it would hold the
+        connection open after the worker serving it closed it)."""
         turn = itertools.count()
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                if self.stopping:
-                    return
-                log.exception("could not accept a connection")
-                time.sleep(0.1)
+        self.listener.setblocking(False)
+        while not self.stopping:
+            ready, _, _ = select.select([self.listener], [], [], 0.5)
+            if not ready:
                 continue
-            with connection:
-                # as uvicorn's own accept would: small responses are not held back by Nagle
-                connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                self._hand_over(connection, turn)
+            with self.forking:
+                try:
+                    connection, _ = self.listener.accept()
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    continue
+                except OSError:
+                    log.exception("could not accept a connection")
+                    time.sleep(0.1)
+                    continue
+                with connection:
+                    # as uvicorn's own accept would: small responses are not held back by Nagle
+                    connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    self._hand_over(connection, turn)
 
     def _hand_over(self, connection: socket.socket, turn: itertools.count) -> None:
         deadline = time.monotonic() + HAND_OVER_SECONDS
@@ -277,9 +288,9 @@ class Supervisor:
         self.stopping = True
 
     def _shutdown(self) -> None:
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)  # accept no more: wakes the accept thread
-        self.listener.close()
+        if self.accepting is not None:
+            self.accepting.join()  # it sees `stopping` within half a second
+        self.listener.close()  # accept no more
         for pid in list(self.children):
             try:
                 os.kill(pid, signal.SIGTERM)
