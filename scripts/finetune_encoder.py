@@ -158,8 +158,9 @@ class Tuner:
             weight_decay=0.01,
         )
         total = args.epochs * math.ceil(len(train) / BATCH)
+        warm_up = min(200, total // 10)
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min(1.0, step / 200) * max(0.0, 1 - step / total)
+            optimizer, lambda step: min(1.0, (step + 1) / warm_up) * max(0.0, 1 - step / total)
         )
         parameters = [*self.upper.parameters(), *self.head.parameters()]
         for epoch in range(args.epochs):
