@@ -11,8 +11,9 @@ them all on SIGTERM or SIGINT.
 Why the parent accepts the connections and hands them round-robin to the workers, rather than
 letting the workers accept from a shared socket: a worker's event loop accepts every connection
 that is waiting when it wakes, so a client that opens its pool of keep-alive connections at
-once had all of them in one worker, and the other cores idle (measured with 4 connections and
-2 workers: 4 and 0, every time). Node's cluster module does the same for the same reason.
+once had all of them in one worker while the other cores idled (the screening bench's 4
+connections over 2 workers: 4 and 0 in every run where the split was recorded). Node's
+cluster module hands out connections from its primary process for the same reason.
 """
 
 from __future__ import annotations

@@ -344,7 +344,7 @@ def engine() -> _CapiEngine | _CliEngine:
 
 @cache
 def _find_engine() -> _CapiEngine | _CliEngine | str:
-    """Looked for once per process: where Tesseract is missing, why is kept too, so
+    """Looked for once per process. Where Tesseract is missing, the reason is kept as well, so
     that screening does not search the disk and spawn programs again for every upload."""
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # one core per OCR, as the budget assumes
     if os.environ.get("PRESCREEN_OCR_ENGINE", "auto") != "cli":
