@@ -137,18 +137,9 @@ def _free_port() -> int:
 
 
 def test_serve_replaces_a_killed_worker(tmp_path) -> None:
-    env = {
-        **os.environ,
-        "PRESCREEN_DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
-        "PRESCREEN_DATA_DIR": str(tmp_path / "data"),
-        "PRESCREEN_LOG_LEVEL": "WARNING",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = _server_env(tmp_path)
     port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "prescreen.cli", "serve", "--port", str(port), "--workers", "2"],
-        env=env, start_new_session=True,
-    )  # fmt: skip
+    server = _serve(env, port)
     url = f"http://127.0.0.1:{port}"
     try:
         _until(lambda: _ready(url), 60, "the server to start")
@@ -173,18 +164,9 @@ def test_serve_replaces_a_killed_worker(tmp_path) -> None:
 def test_a_pool_of_keep_alive_connections_is_spread_over_the_workers(tmp_path) -> None:
     """An upload service opens its pool of connections at once and keeps them: each worker
     must get its share, or one core does all the screening while the other idles."""
-    env = {
-        **os.environ,
-        "PRESCREEN_DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
-        "PRESCREEN_DATA_DIR": str(tmp_path / "data"),
-        "PRESCREEN_LOG_LEVEL": "WARNING",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = _server_env(tmp_path)
     port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "prescreen.cli", "serve", "--port", str(port), "--workers", "2"],
-        env=env, start_new_session=True,
-    )  # fmt: skip
+    server = _serve(env, port)
     pool = []
     try:
         _until(lambda: _ready(f"http://127.0.0.1:{port}"), 60, "the server to start")
@@ -210,13 +192,7 @@ def test_served_workers_hash_and_match_after_the_parent_gives_back_the_compiler(
     """`prescreen serve` compiles the hashing and index kernels in its parent, forks, and gives
     the compiler's pages back (55-70 MB resident otherwise): the workers' kernels still hash
     an uploaded photo and search the bank."""
-    env = {
-        **os.environ,
-        "PRESCREEN_DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
-        "PRESCREEN_DATA_DIR": str(tmp_path / "data"),
-        "PRESCREEN_LOG_LEVEL": "WARNING",
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = _server_env(tmp_path)
     cli = [sys.executable, "-m", "prescreen.cli"]
     picture = photo(5, (1200, 900))
     (tmp_path / "known.jpg").write_bytes(encode(picture, "JPEG", quality=90))
@@ -232,9 +208,7 @@ def test_served_workers_hash_and_match_after_the_parent_gives_back_the_compiler(
     )  # fmt: skip
     auth = {"authorization": f"Bearer {json.loads(created.stdout)['key']}"}
     port = _free_port()
-    server = subprocess.Popen(
-        [*cli, "serve", "--port", str(port), "--workers", "2"], env=env, start_new_session=True
-    )
+    server = _serve(env, port)
     url = f"http://127.0.0.1:{port}"
     try:
         _until(lambda: _ready(url), 60, "the server to start")
@@ -252,6 +226,23 @@ def test_served_workers_hash_and_match_after_the_parent_gives_back_the_compiler(
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def _server_env(tmp_path) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "PRESCREEN_DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+        "PRESCREEN_DATA_DIR": str(tmp_path / "data"),
+        "PRESCREEN_LOG_LEVEL": "WARNING",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return env
+
+
+def _serve(env: dict[str, str], port: int) -> subprocess.Popen:
+    """`prescreen serve` with two workers, as a user starts it."""
+    command = [sys.executable, "-m", "prescreen.cli", "serve", "--port", str(port)]
+    return subprocess.Popen([*command, "--workers", "2"], env=env, start_new_session=True)
 
 
 def _open_at_once(address: tuple[str, int], count: int) -> list[socket.socket]:
