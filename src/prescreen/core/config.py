@@ -52,8 +52,8 @@ class Settings(BaseSettings):
         0, ge=0, description="HTTP worker processes started by `serve`; 0 = one per core"
     )
     # Two per worker, with a worker per core: more only let requests contend for the GIL and
-    # hold more buffers (2 cores, 2 MP JPEGs at c=4: 32-39 req/s with 2, 26-30 with 4, 23 with 1;
-    # docs/benchmarks.md).
+    # hold more buffers (2 cores, 2 MP JPEGs at c=4 and c=16: the same throughput with 4, and
+    # about 50 MB more; 1 was slower; docs/benchmarks.md).
     request_threads: int = Field(2, ge=1, description="Threads per HTTP worker for blocking work")
     workers_in_process: int = Field(1, ge=0, description="Job workers started by `serve`")
     # A verified API key is trusted for this long without a database read; a revocation made
