@@ -56,11 +56,17 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(args.seed)
     random.seed(args.seed)
+    from prescreen.classify.evaluation import predict
     from prescreen.classify.model import prepare
+    from prescreen.classify.service import default_classifier
 
     train, val, hard = _corpus(args)
+    default = default_classifier().model  # its scores, once: they do not change between epochs
+    baseline = predict(default, [ex.text for ex in val]), predict(default, hard)
     tuner = Tuner(args, [prepare(text) for text in [ex.text for ex in train + val] + hard])
-    tuner.fit(train, args, on_epoch=lambda epoch: _report(epoch, tuner, len(train), val, hard))
+    tuner.fit(
+        train, args, on_epoch=lambda epoch: _report(epoch, tuner, len(train), val, hard, baseline)
+    )
     return 0
 
 
@@ -212,17 +218,22 @@ def _targets(train: list, synthetic_weight: float):
     return labels, weights
 
 
-def _report(epoch: int, tuner: Tuner, offset: int, val: list, hard: list[str]) -> None:
+def _report(
+    epoch: int,
+    tuner: Tuner,
+    offset: int,
+    val: list,
+    hard: list[str],
+    baseline: tuple[np.ndarray, np.ndarray],
+) -> None:
     """The figures of the model card's tables; texts from `offset` on are validation, then the
+    hard negatives. `baseline`: the default model's scores of the same validation texts and
     hard negatives."""
-    from prescreen.classify.evaluation import best_macro_f1, predict, recall_at_precision
-    from prescreen.classify.service import default_classifier
+    from prescreen.classify.evaluation import best_macro_f1, recall_at_precision
 
     encoder_val = tuner.scores(list(range(offset, offset + len(val))))
     encoder_hard = tuner.scores(list(range(offset + len(val), offset + len(val) + len(hard))))
-    default = default_classifier().model
-    default_val = predict(default, [ex.text for ex in val])
-    default_hard = predict(default, hard)
+    default_val, default_hard = baseline
     terror = [k for k, ex in enumerate(val) if "terrorism" in ex.labels]
     y_terror = np.array([val[k].labels["terrorism"] for k in terror])
     for weight in (None, 1.0, 4.0):  # the encoder alone, then summed with the default model

@@ -77,13 +77,13 @@ def prepare_environment(settings: Settings, workers: int) -> None:
 
 
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
-    """Serve until SIGTERM/SIGINT; several workers share one listening socket."""
+    """Serve until SIGTERM/SIGINT; with several workers, the parent listens and hands each
+    connection to one of them."""
     if workers <= 1:
         uvicorn.Server(uvicorn_config(host=host, port=port)).run()
         return
     prepare_snapshot(settings)
     listener = socket.create_server((host, port), backlog=2048, reuse_port=False)
-    listener.set_inheritable(True)
     Supervisor(listener, workers).run()
 
 
