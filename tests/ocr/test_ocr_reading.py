@@ -57,3 +57,20 @@ def test_each_server_worker_keeps_tesseract_models_for_its_share_of_the_cores(mo
     assert reader.max_handles == 2
     ocr.share_cores(16)
     assert reader.max_handles == 1
+
+
+def test_readers_loaded_up_front_are_the_ones_reading_uses() -> None:
+    """A server loads the readers before forking its workers, so the workers share the
+    models' pages; reading must then use those readers rather than load models of its own."""
+    reader = ocr.engine()
+    if not isinstance(reader, ocr._CapiEngine):
+        pytest.skip("libtesseract is not loadable; the tesseract program keeps no handles")
+    ocr.load_readers("eng+ara")
+    loaded = dict(reader.created)
+    assert loaded["eng"] == loaded["ara"] == reader.max_handles
+    rng = np.random.default_rng(4)
+    for language in ("eng", "ara"):
+        words = caption_words(rng, language, 5)
+        image = add_caption(base_photo(4), words, language, 0.04, rng)
+        assert ocr.read_text(_grey(image)).text
+    assert reader.created == loaded

@@ -84,7 +84,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         return
     prepare_snapshot(settings)
     listener = socket.create_server((host, port), backlog=2048, reuse_port=False)
-    Supervisor(listener, workers).run()
+    Supervisor(listener, workers, settings).run()
 
 
 def prepare_snapshot(settings: Settings) -> None:
@@ -108,9 +108,9 @@ def prepare_snapshot(settings: Settings) -> None:
 
 def preload() -> None:
     """Import and warm what every worker needs before forking, so its pages are shared: the
-    application, the text model, and the compiled kernels of image hashing and of the PDQ
-    index (left to the workers, each would load them on its first request, and bring the
-    compiler's pages into its own memory)."""
+    application, the text model, OpenCV (text detection), and the compiled kernels of image
+    hashing and of the PDQ index (left to the workers, each would load them on its first
+    request, and bring the compiler's pages into its own memory)."""
     import numpy as np
     from PIL import Image
 
@@ -118,6 +118,7 @@ def preload() -> None:
     from prescreen.classify.service import default_classifier
     from prescreen.matching.pdq_index import PDQIndex
     from prescreen.signals.image_variants import query_variants
+    from prescreen.signals.ocr import text_regions
     from prescreen.signals.registry import all_types
 
     default_classifier()
@@ -127,6 +128,7 @@ def preload() -> None:
     for strategy in ("mih", "linear"):
         index.search(codes[0], 31, strategy=strategy)
     query_variants(Image.new("RGB", (64, 64)))
+    text_regions(np.zeros((64, 64), dtype=np.uint8))
 
 
 def release_compiler_pages() -> None:
@@ -164,6 +166,7 @@ def _stop_with_parent(parent: int) -> None:
 class Supervisor:
     listener: socket.socket
     workers: int
+    settings: Settings
 
     def __post_init__(self) -> None:
         self.parent = os.getpid()
@@ -179,6 +182,11 @@ class Supervisor:
         preload()
         release_compiler_pages()
         ocr.share_cores(self.workers)
+        if self.settings.ocr_enabled:
+            try:
+                ocr.load_readers(self.settings.ocr_languages)
+            except ocr.OcrUnavailable as exc:  # screening logs it once per worker
+                log.warning("OCR readers not loaded: %s", exc)
         gc.collect()
         gc.freeze()  # keep the shared pages shared: the collector would otherwise touch them
         signal.signal(signal.SIGTERM, self._stop)

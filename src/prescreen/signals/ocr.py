@@ -215,6 +215,18 @@ def share_cores(processes: int) -> None:
     _processes = max(1, processes)
 
 
+def load_readers(languages: str) -> None:
+    """Load this process's readers for each of `languages` ("eng+ara": a line is read by one
+    model at a time) now rather than on the first image. A server calls it before forking its
+    workers: the models' pages are then shared copy-on-write, where each worker would
+    otherwise load its own copy. Does nothing where only the program, or no Tesseract, is
+    available."""
+    found = _find_engine()
+    if isinstance(found, _CapiEngine):
+        for language in languages.split("+"):
+            found.load(language)
+
+
 class _CapiEngine:
     """Tesseract's C API through ctypes. Initialised handles (a model load each, ~100 ms and
     about 20 MB) are pooled per language set: a thread borrows one for a line and gives it
@@ -259,6 +271,16 @@ class _CapiEngine:
                 self.lib.TessBaseAPIDelete(handle)
             self.all_handles.clear()
             self.idle.clear()
+
+    def load(self, languages: str) -> None:
+        """Fill the pool for `languages` (raises OcrUnavailable where its data is missing)."""
+        handles: list[int] = []
+        try:
+            while len(handles) < self.max_handles:
+                handles.append(self._borrow(languages))
+        finally:
+            for handle in handles:
+                self._give_back(languages, handle)
 
     def _borrow(self, languages: str) -> int:
         with self.available:
