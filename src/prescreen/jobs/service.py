@@ -25,12 +25,15 @@ from sqlalchemy.orm import Session
 
 from prescreen.core.db import Database, utcnow
 from prescreen.core.errors import NotFound, PrescreenError
+from prescreen.core.memory import release_free_memory
 from prescreen.jobs.models import Job, JobBlob, JobStatus
 
 log = logging.getLogger(__name__)
 JOBS = Counter("prescreen_jobs_total", "Jobs finished", ["kind", "status"])
 DEFAULT_LEASE = timedelta(seconds=60)
 REARM_SECONDS = 60.0
+# A job that ran this long (a retro-scan, a video) hands the memory it freed back to the system.
+RELEASE_AFTER_SECONDS = 1.0
 
 
 class PermanentJobError(PrescreenError):
@@ -195,6 +198,7 @@ class Worker:
             self._fail(job, f"no handler for job kind {job.kind!r}", permanent=True)
             return True
         heartbeat = _Heartbeat(self, job.id)
+        started = time.monotonic()
         try:
             with heartbeat, self.db.session() as session:
                 result = handler(JobContext(job=job, session=session, worker=self))
@@ -206,6 +210,9 @@ class Worker:
         except Exception as exc:
             log.exception("job failed", extra={"job": job.id, "kind": job.kind})
             self._fail(job, f"{type(exc).__name__}: {exc}", permanent=False)
+        finally:
+            if time.monotonic() - started >= RELEASE_AFTER_SECONDS:
+                release_free_memory()
         return True
 
     def _complete(self, session: Session, job: Job, result: dict[str, Any]) -> None:

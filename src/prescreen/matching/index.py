@@ -85,6 +85,16 @@ def make_pdq_index() -> PDQHashIndex:
     return PDQHashIndex()
 
 
+def built_index(index_kind: str, ids: Sequence[int], values: Sequence[str]) -> SignalIndex:
+    """An index of these rows. A PDQ index is built in one go: adding 100,000 rows one batch
+    at a time keeps a slot map of them in Python objects and leaves a compaction running."""
+    if index_kind == "hamming":
+        return PDQHashIndex.built(ids, values)
+    index = make_index(index_kind)
+    index.add(ids, values)
+    return index
+
+
 def make_index(index_kind: str) -> SignalIndex:
     if index_kind == "hamming":
         return make_pdq_index()

@@ -35,7 +35,7 @@ from prescreen.banks.models import (
 from prescreen.core.db import Database, utcnow
 from prescreen.core.errors import NotFound
 from prescreen.matching.feed import FeedCursor
-from prescreen.matching.index import PDQHashIndex, SignalIndex, make_index
+from prescreen.matching.index import PDQHashIndex, SignalIndex, built_index, make_index
 from prescreen.matching.pdq_index import PDQIndex
 from prescreen.signals.image_variants import TRIMMINGS, variant_parts
 from prescreen.signals.registry import all_types
@@ -125,9 +125,7 @@ class Matcher:
 
     def _index(self, signal_type: str) -> SignalIndex:
         if signal_type not in self._indexes:
-            types = all_types()
-            kind = types[signal_type].index_kind if signal_type in types else "exact"
-            self._indexes[signal_type] = make_index(kind)
+            self._indexes[signal_type] = make_index(_index_kind(signal_type))
         return self._indexes[signal_type]
 
     def rebuild(self, session: Session) -> None:
@@ -149,10 +147,7 @@ class Matcher:
                 values.append(value)
                 count += 1
             for signal_type, (ids, values) in by_type.items():
-                if signal_type == PDQ:
-                    self._indexes[PDQ] = PDQHashIndex.built(ids, values)
-                else:
-                    self._index(signal_type).add(ids, values)
+                self._indexes[signal_type] = built_index(_index_kind(signal_type), ids, values)
             self.loaded = True
             if snapshot is not None:
                 self._indexes[PDQ] = snapshot[0]
@@ -403,6 +398,11 @@ def refresh_snapshot(db: Database, snapshot_dir: Path) -> None:
     index = matcher._indexes.get(PDQ)
     if isinstance(index, PDQHashIndex) and index.index.stats()["delta_rows"]:
         matcher.save_snapshot(compact=True)  # changes applied on top of an older snapshot
+
+
+def _index_kind(signal_type: str) -> str:
+    types = all_types()
+    return types[signal_type].index_kind if signal_type in types else "exact"
 
 
 def _feed_at(session: Session, position: int) -> FeedCursor:

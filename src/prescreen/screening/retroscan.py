@@ -35,7 +35,7 @@ from prescreen.core.errors import Conflict, InvalidInput, NotFound
 from prescreen.jobs.models import Job
 from prescreen.jobs.service import JobContext, enqueue, job_handler
 from prescreen.matching.feed import FeedCursor
-from prescreen.matching.index import SignalIndex, make_index
+from prescreen.matching.index import SignalIndex, built_index
 from prescreen.matching.service import Matcher
 from prescreen.screening.hooks import Screened, announce
 from prescreen.screening.models import Content, Decision
@@ -72,11 +72,12 @@ class ProbeIndex:
         for signal in signals:
             if signal.signal_type in types:
                 by_type[signal.signal_type].append(signal)
-        self.indexes: dict[str, SignalIndex] = {}
-        for signal_type, rows in by_type.items():
-            index = make_index(types[signal_type].index_kind)
-            index.add([r.signal_id for r in rows], [r.value for r in rows])
-            self.indexes[signal_type] = index
+        self.indexes: dict[str, SignalIndex] = {
+            signal_type: built_index(
+                types[signal_type].index_kind, [r.signal_id for r in rows], [r.value for r in rows]
+            )
+            for signal_type, rows in by_type.items()
+        }
 
     def hits(self, signals: dict[str, Any], radius: int) -> bool:
         """Whether any of a content's stored signals (or variants) is near a new signal."""
