@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import logging
 from functools import cache
-
-log = logging.getLogger(__name__)
 
 
 @cache
@@ -23,10 +20,10 @@ def _malloc_trim() -> ctypes._CFuncPtr | None:
 def release_free_memory() -> None:
     """Hand the C heap's free pages back to the system (glibc's `malloc_trim`).
 
-    glibc keeps what a process freed for its next allocations. After a one-off job that is
-    memory the process holds for nothing (a retro-scan of 100,000 bank changes, a video). Called
-    after long jobs, not after requests: on the request path the pages would only be faulted
-    in again."""
+    glibc keeps what a process freed for its next allocations; after a one-off job (a
+    retro-scan of 100,000 bank changes, a video) that memory is held for nothing. Called after
+    long jobs, not after requests: on the request path the pages would only be faulted in
+    again."""
     gc.collect()  # what a job built in reference cycles is freed only by the collector
     trim = _malloc_trim()
     if trim is not None:
