@@ -26,9 +26,9 @@ from sqlalchemy.orm import Session
 from prescreen.banks.models import Bank, BankEntry, EntrySignal
 from prescreen.core.db import utcnow
 from prescreen.core.errors import InvalidInput, PrescreenError
-from prescreen.matching.index import SignalIndex, make_index
+from prescreen.matching.index import SignalIndex, built_index
 from prescreen.matching.service import ORIGINAL, variant_allowed
-from prescreen.signals.registry import all_types
+from prescreen.signals.registry import all_types, index_kind
 
 log = logging.getLogger(__name__)
 InputFormat = Literal["parquet", "csv"]
@@ -98,7 +98,6 @@ _INDEXES: dict[str, tuple[dict[str, SignalIndex], dict[int, tuple[str, int, int]
 def _indexes(snapshot: BankSnapshot):
     """The snapshot's indexes, built once per process (workers keep them between batches)."""
     if snapshot.token not in _INDEXES:
-        types = all_types()
         grouped: dict[str, tuple[list[int], list[str]]] = {}
         by_signal: dict[int, tuple[str, int, int]] = {}
         for sid, stype, value, variant, entry, bank_id in snapshot.signals:
@@ -106,11 +105,10 @@ def _indexes(snapshot: BankSnapshot):
             ids.append(sid)
             values.append(value)
             by_signal[sid] = (variant, entry, bank_id)
-        indexes = {}
-        for stype, (ids, values) in grouped.items():
-            index = make_index(types[stype].index_kind if stype in types else "exact")
-            index.add(ids, values)
-            indexes[stype] = index
+        indexes = {
+            stype: built_index(index_kind(stype), ids, values)
+            for stype, (ids, values) in grouped.items()
+        }
         _INDEXES.clear()  # one snapshot at a time: a new backfill replaces the old one
         _INDEXES[snapshot.token] = (indexes, by_signal)
     return _INDEXES[snapshot.token]

@@ -38,7 +38,7 @@ from prescreen.matching.feed import FeedCursor
 from prescreen.matching.index import PDQHashIndex, SignalIndex, built_index, make_index
 from prescreen.matching.pdq_index import PDQIndex
 from prescreen.signals.image_variants import TRIMMINGS, variant_parts
-from prescreen.signals.registry import all_types
+from prescreen.signals.registry import all_types, index_kind
 
 log = logging.getLogger(__name__)
 _FETCH_CHUNK = 500
@@ -125,7 +125,7 @@ class Matcher:
 
     def _index(self, signal_type: str) -> SignalIndex:
         if signal_type not in self._indexes:
-            self._indexes[signal_type] = make_index(_index_kind(signal_type))
+            self._indexes[signal_type] = make_index(index_kind(signal_type))
         return self._indexes[signal_type]
 
     def rebuild(self, session: Session) -> None:
@@ -147,7 +147,7 @@ class Matcher:
                 values.append(value)
                 count += 1
             for signal_type, (ids, values) in by_type.items():
-                self._indexes[signal_type] = built_index(_index_kind(signal_type), ids, values)
+                self._indexes[signal_type] = built_index(index_kind(signal_type), ids, values)
             self.loaded = True
             if snapshot is not None:
                 self._indexes[PDQ] = snapshot[0]
@@ -398,11 +398,6 @@ def refresh_snapshot(db: Database, snapshot_dir: Path) -> None:
     index = matcher._indexes.get(PDQ)
     if isinstance(index, PDQHashIndex) and index.index.stats()["delta_rows"]:
         matcher.save_snapshot(compact=True)  # changes applied on top of an older snapshot
-
-
-def _index_kind(signal_type: str) -> str:
-    types = all_types()
-    return types[signal_type].index_kind if signal_type in types else "exact"
 
 
 def _feed_at(session: Session, position: int) -> FeedCursor:

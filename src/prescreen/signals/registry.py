@@ -60,6 +60,14 @@ def all_types() -> dict[str, SignalType]:
     return dict(_REGISTRY)
 
 
+def index_kind(name: str) -> str:
+    """How signals of this type are indexed; "exact" for a type no longer registered (its
+    stored values can still be matched as they are)."""
+    _load_plugins()
+    found = _REGISTRY.get(name)
+    return found.index_kind if found is not None else "exact"
+
+
 def get(name: str) -> SignalType:
     _load_plugins()
     found = _REGISTRY.get(name)  # no copy: imports call this once per line
