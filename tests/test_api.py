@@ -363,3 +363,47 @@ def test_every_route_commits_its_session_before_answering(settings, db) -> None:
     ]
     assert len(taken) >= 50
     assert [path for path, scope in taken if scope != "function"] == []
+
+
+def test_uploads_racing_on_one_content_id_get_one_stored_decision(db, settings) -> None:
+    """Every request has looked for a stored decision before any stores one (the matcher's
+    annotator hook holds each until all have): one is stored, and every caller gets it."""
+    from threading import Barrier, Thread
+
+    from prescreen.banks.service import create_bank
+    from prescreen.matching import service as matching
+    from prescreen.screening.service import ScreenRequest, hash_given, screen
+
+    with db.session() as session:
+        create_bank(session, "racing", kind="block", labels=["terrorism"])
+    matcher, racers = matching.Matcher(), 4
+    all_looked = Barrier(racers, timeout=30)
+
+    def hold_until_all_looked(_session, matches):
+        all_looked.wait()
+        return matches
+
+    results: list[dict] = []
+    errors: list[BaseException] = []
+
+    def race() -> None:
+        try:
+            request = ScreenRequest(hash_given({"pdq": "ab" * 32}), content_id="raced")
+            results.append(screen(db, matcher, settings, request))
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    matching._annotators.append(hold_until_all_looked)
+    try:
+        threads = [Thread(target=race) for _ in range(racers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        matching._annotators.remove(hold_until_all_looked)
+    assert not errors, errors
+    assert len(results) == racers and all(r == results[0] for r in results)
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Decision)) == 1
+        assert session.scalar(select(func.count()).select_from(Content)) == 1

@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from tests.media import photo
 from tests.ocr.synthetic import add_caption, base_photo, caption_words, jpeg_bytes
 
@@ -35,6 +35,25 @@ def test_caption_words_are_read(language: str, seed: int) -> None:
 def test_photos_without_text_read_as_nothing() -> None:
     for seed in range(6):
         assert ocr.read_text(_grey(photo(seed, (800, 600)))).text == ""
+
+
+def test_a_stroke_that_looks_like_a_line_of_text_is_not_lettering() -> None:
+    """A dark, slightly slanted stroke is the shape of a caption line to the detector, but it is
+    one mark where a line that counts has letters: it neither calls for the full-size image nor
+    costs a reading. The same picture with a caption shows lettering and is read."""
+    rng = np.random.default_rng(4)
+    image = Image.new("RGB", (1632, 1224), (120, 130, 140))
+    ImageDraw.Draw(image).line((400, 600, 1000, 640), fill=(20, 20, 20), width=20)
+    stroke = _grey(image)
+    assert ocr.text_regions(stroke), "the stroke should look like a line to the detector"
+    assert not ocr.shows_lettering(stroke)
+    assert ocr.read_text(stroke).regions == 0
+
+    words = caption_words(rng, "eng", 5)
+    captioned = _grey(add_caption(image, words, "eng", 0.03, rng))
+    assert ocr.shows_lettering(captioned)
+    read = set(re.findall(r"\w+", ocr.read_text(captioned).text))
+    assert sum(word in read for word in words) >= 4, (words, read)
 
 
 def test_a_passed_deadline_stops_reading() -> None:

@@ -166,17 +166,17 @@ def _greyscale_frames(kind: ContentKind, data: bytes, settings: Settings) -> lis
     return sample_video_frames(data, VIDEO_FRAMES)
 
 
-def _shows_no_text(preview: Image.Image) -> bool:
-    """Whether the text detector finds no line in the copy hashing decoded (a 2 MP JPEG at half
-    size). On generated captions (docs/ocr-logo.md) this skipped none that full-size reading
-    reads at 2 % of the image height or more; at 1.5 %, one in 13."""
+def shows_no_text(preview: Image.Image) -> bool:
+    """Whether the copy hashing decoded (a 2 MP JPEG at half size) shows no line of lettering
+    (`ocr.shows_lettering`). On generated captions (docs/ocr-logo.md) this skipped none that
+    full-size reading reads at 2 % of the image height or more; at 1.5 %, one in 13."""
     from prescreen.signals import ocr
 
     try:
         grey = np.asarray(preview.convert("L"))
     except (ValueError, OSError):  # a mode Pillow cannot turn grey: read the full image
         return False
-    return not ocr.text_regions(grey)
+    return not ocr.shows_lettering(grey)
 
 
 def _has_orientation(image: Any) -> bool:
@@ -251,7 +251,7 @@ def _ocr(
             log.warning("OCR skipped: %s", why, extra={"step": "ocr"})
             _unavailable_logged = True
         return "unavailable", None
-    if preview is not None and _shows_no_text(preview):
+    if preview is not None and shows_no_text(preview):
         return "ok", MediaFindings()
     lines: list[dict[str, Any]] = []
     for number, grey in enumerate(frames.get()):

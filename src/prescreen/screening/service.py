@@ -230,17 +230,17 @@ def screen(db: Database, matcher: Matcher, settings: Settings, request: ScreenRe
         if stored is not None:
             return stored
         evaluation = _evaluate(session, matcher, settings, request)
-    for attempt in range(2):
-        try:  # a content_id makes a retry after an interrupted commit safe (idempotent)
-            return db.retrying(
-                lambda session: _record(session, request, evaluation),
-                idempotent=request.content_id is not None,
-            )
-        except IntegrityError:
-            if attempt:
-                raise
-            log.info("content_id raced with a concurrent request; returning the stored decision")
-    raise AssertionError("unreachable")
+    try:  # a content_id makes a retry after an interrupted commit safe (idempotent)
+        return db.retrying(
+            lambda session: _record(session, request, evaluation),
+            idempotent=request.content_id is not None,
+        )
+    except IntegrityError:  # the content_id's row was stored since it was looked up
+        log.info("content_id raced with a concurrent request; returning the stored decision")
+    return db.retrying(
+        lambda session: _stored_decision(session, request) or _record(session, request, evaluation),
+        idempotent=True,
+    )
 
 
 def _screen_once(
@@ -301,9 +301,8 @@ def _evaluate(
 
 
 def _record(session: Session, request: ScreenRequest, evaluation: Evaluation) -> dict:
-    stored = _stored_decision(session, request)  # a concurrent request may have stored it
-    if stored is not None:
-        return stored
+    """Store the content and its decision. The caller has looked for a stored decision with
+    this content_id; one stored since then makes the insert fail on the unique content_id."""
     assert request.hashed is not None
     hashed, verdict, matches = request.hashed, evaluation.verdict, evaluation.matches
     content = Content(

@@ -137,7 +137,8 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
 def _load(image: Image.Image) -> Image.Image:
     try:
         image.load()
-        return ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # not a copy of every upright image
+        return image
     except MemoryError as exc:
         raise PayloadTooLarge("image needs more memory to decode than is available") from exc
     except Exception as exc:  # decoders fail in many ways on hostile data

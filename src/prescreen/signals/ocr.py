@@ -133,6 +133,28 @@ def text_regions(
     ]
 
 
+def shows_lettering(grey: np.ndarray) -> bool:
+    """Whether `grey` has a region that looks like a line of text (`text_regions`) and holds at
+    least MIN_LETTERS separate marks. A line that counts has that many letters; a region whose
+    ink is one or two marks is a stroke, an edge or a shape (the regions found on photo texture
+    are mostly that), and is not worth decoding the full-size image for."""
+    return any(_marks(grey, box) >= MIN_LETTERS for box in text_regions(grey))
+
+
+def _marks(grey: np.ndarray, box: tuple[int, int, int, int]) -> int:
+    """Connected blobs of ink in the box, ink being its minority class after Otsu (the
+    letters, whether dark on light or light on dark)."""
+    import cv2
+
+    x, y, w, h = box
+    _, light = cv2.threshold(
+        grey[y : y + h, x : x + w], 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU
+    )
+    ink = light if light.mean() < 128 else cv2.bitwise_not(light)
+    count, _ = cv2.connectedComponents(ink, connectivity=8)
+    return count - 1  # label 0 is the background
+
+
 def _join_words(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
     """Boxes on one line (mostly overlapping vertically, heights within x-height and full
     height, a gap under 1.2 heights) joined into one: words into a caption line."""
@@ -422,6 +444,8 @@ def read_text(
     height, width = grey.shape
     result = OcrResult()
     for box in text_regions(grey, max_regions):
+        if _marks(grey, box) < MIN_LETTERS:
+            continue
         remaining = (deadline - time.perf_counter()) if deadline is not None else 60.0
         if remaining <= 0:
             raise TimeoutError("OCR ran over its time budget")
