@@ -168,8 +168,8 @@ def _greyscale_frames(kind: ContentKind, data: bytes, settings: Settings) -> lis
 
 def shows_no_text(preview: Image.Image) -> bool:
     """Whether the copy hashing decoded (a 2 MP JPEG at half size) shows no line of lettering
-    (`ocr.shows_lettering`). On generated captions (docs/ocr-logo.md) this skipped none that
-    full-size reading reads at 2 % of the image height or more; at 1.5 %, one in 13."""
+    (`ocr.shows_lettering`). On generated captions it skipped none that full-size reading reads
+    at 2 % of the image height or more (docs/ocr-logo.md has the figures)."""
     from prescreen.signals import ocr
 
     try:
