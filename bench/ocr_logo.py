@@ -8,7 +8,8 @@ scenes) at 2 MP (1632x1224), then re-encoded as JPEG (quality 70-90). The bank h
 
 Captions are rendered in English and Arabic with Debian's DejaVu fonts at 3-8% of the image
 height, white on a dark band or dark on a light one; recall is the share of caption words found
-among the words read.
+among the words read, read as screening reads them (nothing unless the half-size copy that
+hashing decodes shows lettering, then the full-size image).
 
 Latency is measured per image at 2 MP on one core (the process pinned to one CPU, OpenCV and
 Tesseract single-threaded) for both steps together, decoding included, on images that carry a
