@@ -42,7 +42,6 @@ APP = "prescreen.app:app_from_env"
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 MADV_PAGEOUT = 21  # linux/mman.h (Linux 5.4+)
-COMPILER_LIBRARY = "libllvmlite.so"
 RESTART_PAUSE_SECONDS = 1.0
 HAND_OVER_SECONDS = 5.0  # how long a connection may wait for a worker that can take it
 
@@ -131,13 +130,16 @@ def preload() -> None:
     text_regions(np.zeros((64, 64), dtype=np.uint8))
 
 
-def release_compiler_pages() -> None:
-    """Ask the kernel to take back the compiler's code pages. Warming the kernels leaves
-    55-70 MB of LLVM's code resident in the parent, which compiles nothing more; reclaimed
-    pages are read from the library file again if they are ever needed. Read-only mappings
-    only, and only a hint: where the kernel refuses it, nothing changes."""
+def release_library_pages() -> None:
+    """Ask the kernel to take back the parent's pages of library code (shared libraries and
+    the interpreter). Importing and warming everything leaves code resident that only the
+    parent touched: 55-70 MB of LLVM's (the kernels are compiled, nothing more is), and the
+    start-up paths of OpenCV, Tesseract, SciPy and the rest. A worker faults in, from the file,
+    only the pages it runs. Read-only file mappings only, and only a hint: a page another
+    process maps, or that the kernel will not reclaim, stays."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    interpreter = os.path.realpath(sys.executable)
     try:
         with open("/proc/self/maps") as maps:
             lines = maps.readlines()
@@ -145,7 +147,10 @@ def release_compiler_pages() -> None:
         return
     for line in lines:
         fields = line.split()
-        if len(fields) < 6 or not fields[5].endswith(COMPILER_LIBRARY) or "w" in fields[1]:
+        if len(fields) < 6 or "w" in fields[1]:
+            continue
+        path = fields[5]
+        if ".so" not in path.rsplit("/", 1)[-1] and path != interpreter:
             continue
         start, end = (int(bound, 16) for bound in fields[0].split("-"))
         libc.madvise(start, end - start, MADV_PAGEOUT)
@@ -180,13 +185,13 @@ class Supervisor:
         from prescreen.signals import ocr
 
         preload()
-        release_compiler_pages()
         ocr.share_cores(self.workers)
         if self.settings.ocr_enabled:
             try:
                 ocr.load_readers(self.settings.ocr_languages)
             except ocr.OcrUnavailable as exc:  # screening logs it once per worker
                 log.warning("OCR readers not loaded: %s", exc)
+        release_library_pages()
         gc.collect()
         gc.freeze()  # keep the shared pages shared: the collector would otherwise touch them
         signal.signal(signal.SIGTERM, self._stop)
