@@ -24,6 +24,7 @@ import gc
 import itertools
 import logging
 import os
+import re
 import select
 import signal
 import socket
@@ -42,6 +43,7 @@ APP = "prescreen.app:app_from_env"
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 MADV_PAGEOUT = 21  # linux/mman.h (Linux 5.4+)
+SHARED_LIBRARY = re.compile(r"\.so(\.\d+)*$")  # libz.so.1.3, _core.cpython-311-x86_64-linux-gnu.so
 RESTART_PAUSE_SECONDS = 1.0
 HAND_OVER_SECONDS = 5.0  # how long a connection may wait for a worker that can take it
 
@@ -150,7 +152,7 @@ def release_library_pages() -> None:
         if len(fields) < 6 or "w" in fields[1]:
             continue
         path = fields[5]
-        if ".so" not in path.rsplit("/", 1)[-1] and path != interpreter:
+        if not SHARED_LIBRARY.search(path) and path != interpreter:
             continue
         start, end = (int(bound, 16) for bound in fields[0].split("-"))
         libc.madvise(start, end - start, MADV_PAGEOUT)
