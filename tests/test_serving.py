@@ -321,3 +321,21 @@ def test_a_bulk_import_is_indexed_once_and_mapped_by_every_process(db, tmp_path)
         assert [m.bank for m in found] == ["bulk"]
         main = matcher._indexes["pdq"].index._state.main
         assert _mapped(main.codes) and _mapped(main.perms)
+
+
+def test_metrics_of_workers_skip_a_file_left_empty_by_a_killed_worker(tmp_path) -> None:
+    """A worker killed between creating its metrics file and sizing it leaves the file empty;
+    scraping the other workers' figures still works."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    from prescreen.core.http import WorkerMetrics
+
+    written = MmapedDict(str(tmp_path / "counter_101.db"))
+    key = mmap_key("prescreen_test", "prescreen_test_total", ["route"], ["/healthz"], "a test")
+    written.write_value(key, 3.0, 0.0)
+    written.close()
+    (tmp_path / "counter_102.db").touch()  # the killed worker's
+    registry = CollectorRegistry()
+    WorkerMetrics(registry, path=str(tmp_path))
+    assert 'prescreen_test_total{route="/healthz"} 3.0' in generate_latest(registry).decode()

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
 
 from prescreen import __version__
@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         registry = None
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # several workers: add theirs up
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            http.WorkerMetrics(registry)
         body = generate_latest(registry) if registry else generate_latest()
         return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
 

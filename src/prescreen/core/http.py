@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -11,7 +13,7 @@ import uuid
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Histogram, multiprocess
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,6 +35,22 @@ def error_body(code: str, message: str, **detail) -> dict:
     if detail:
         body["detail"] = detail
     return {"error": body}
+
+
+class WorkerMetrics(multiprocess.MultiProcessCollector):
+    """The workers' metric files added up, leaving out any that is empty. A worker creates its
+    file, then sizes it; one killed in between (a `kill -9`, an out-of-memory kill) leaves an
+    empty file behind, on which prometheus_client's own collector fails every scrape."""
+
+    def collect(self):
+        files = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            try:
+                if os.path.getsize(path) >= 8:  # the header: how much of the file is used
+                    files.append(path)
+            except OSError:  # removed meanwhile
+                continue
+        return self.merge(files, accumulate=True)
 
 
 IMPORT_PATH = re.compile(r"^/v1/banks/[^/]+/import$")
