@@ -39,8 +39,9 @@ def error_body(code: str, message: str, **detail) -> dict:
 
 class WorkerMetrics(multiprocess.MultiProcessCollector):
     """The workers' metric files added up, leaving out any that is empty. A worker creates its
-    file, then sizes it; one killed in between (a `kill -9`, an out-of-memory kill) leaves an
-    empty file behind, on which prometheus_client's own collector fails every scrape."""
+    file, then sizes it: a scrape in between finds it empty, and a worker killed in between (a
+    `kill -9`, an out-of-memory kill) leaves it so, on which prometheus_client's own collector
+    fails every scrape."""
 
     def collect(self):
         files = []
