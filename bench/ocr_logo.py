@@ -158,12 +158,15 @@ def captioned(i: int, language: str, height: float, rng: np.random.Generator):
     return words, jpeg_bytes(image, int(rng.integers(75, 91)))
 
 
+def preview_shows_no_text(data: bytes) -> bool:
+    """What screening decides on the half-size copy hashing decodes."""
+    return shows_no_text(decode_image(data, MAX_PIXELS, min_side=HASH_MIN_SIDE))
+
+
 def read_as_screening_does(data: bytes) -> str:
-    """The text screening reads: nothing when the half-size copy hashing decodes shows no
-    lettering, else the full-size image's lines."""
-    if shows_no_text(decode_image(data, MAX_PIXELS, min_side=HASH_MIN_SIDE)):
-        return ""
-    return ocr.read_text(grey_of(data)).text
+    """The text screening reads: nothing when the half-size copy shows no lettering, else the
+    full-size image's lines."""
+    return "" if preview_shows_no_text(data) else ocr.read_text(grey_of(data)).text
 
 
 def ocr_bench(per_cell: int, heights: list[float], seed: int) -> dict[str, Any]:
@@ -187,9 +190,7 @@ def ocr_bench(per_cell: int, heights: list[float], seed: int) -> dict[str, Any]:
             table[language][f"{height:.0%}"] = round(found / total, 3)
             log(f"  OCR {language} at {height:.0%}: {found / total:.3f}")
     plain = [jpeg_bytes(base_photo(5000 + i, SIZE_2MP), 85) for i in range(per_cell * 5)]
-    decoded_again = sum(
-        not shows_no_text(decode_image(data, MAX_PIXELS, min_side=HASH_MIN_SIDE)) for data in plain
-    )
+    decoded_again = sum(not preview_shows_no_text(data) for data in plain)
     log(f"  caption-free photos decoded again for reading: {decoded_again} of {len(plain)}")
     return {
         "word_recall": table,

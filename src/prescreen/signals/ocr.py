@@ -133,12 +133,19 @@ def text_regions(
     ]
 
 
+def lettered_regions(
+    grey: np.ndarray, max_regions: int = MAX_REGIONS
+) -> Iterator[tuple[int, int, int, int]]:
+    """Those of `text_regions` that hold at least MIN_LETTERS separate marks. A line that
+    counts has that many letters; a region whose ink is one or two marks is a stroke, an edge
+    or a shape (the regions found on photo texture are mostly that), not worth decoding the
+    full-size image for nor reading."""
+    return (box for box in text_regions(grey, max_regions) if _marks(grey, box) >= MIN_LETTERS)
+
+
 def shows_lettering(grey: np.ndarray) -> bool:
-    """Whether `grey` has a region that looks like a line of text (`text_regions`) and holds at
-    least MIN_LETTERS separate marks. A line that counts has that many letters; a region whose
-    ink is one or two marks is a stroke, an edge or a shape (the regions found on photo texture
-    are mostly that), and is not worth decoding the full-size image for."""
-    return any(_marks(grey, box) >= MIN_LETTERS for box in text_regions(grey))
+    """Whether `grey` has a region that looks like a line of text with letters in it."""
+    return any(True for _ in lettered_regions(grey))
 
 
 def _marks(grey: np.ndarray, box: tuple[int, int, int, int]) -> int:
@@ -443,9 +450,7 @@ def read_text(
     reader = engine()
     height, width = grey.shape
     result = OcrResult()
-    for box in text_regions(grey, max_regions):
-        if _marks(grey, box) < MIN_LETTERS:
-            continue
+    for box in lettered_regions(grey, max_regions):
         remaining = (deadline - time.perf_counter()) if deadline is not None else 60.0
         if remaining <= 0:
             raise TimeoutError("OCR ran over its time budget")
