@@ -24,15 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import sparse
-from sklearn.feature_extraction.text import HashingVectorizer
 
+from prescreen.classify.features import (
+    CHAR_NGRAMS,
+    N_FEATURES,
+    WORD_NGRAMS,
+    SparseRows,
+    hashed_counts,
+)
 from prescreen.signals.text import normalize_for_model
 
 FORMAT = "prescreen-text-model/1"
-N_FEATURES = 1 << 21
-WORD_NGRAMS = (1, 2)
-CHAR_NGRAMS = (2, 5)
 MAX_CHARS = 2000  # longer texts are scored on their first MAX_CHARS characters
 
 _NOISE = re.compile(
@@ -48,35 +50,15 @@ def prepare(text: str) -> str:
     return normalize_for_model(_NOISE.sub(" ", text[:MAX_CHARS]))
 
 
-def _vectorizers() -> tuple[HashingVectorizer, HashingVectorizer]:
-    common = {"n_features": N_FEATURES, "alternate_sign": False, "norm": None,
-              "lowercase": False, "dtype": np.float32}  # fmt: skip
-    words = HashingVectorizer(
-        analyzer="word", ngram_range=WORD_NGRAMS, token_pattern=r"(?u)\b\w+\b", **common
-    )
-    chars = HashingVectorizer(analyzer="char_wb", ngram_range=CHAR_NGRAMS, **common)
-    return words, chars
-
-
-def raw_counts(prepared: Sequence[str]) -> sparse.csr_matrix:
-    """Term counts over the joint hashed space (word features first, then character features)."""
-    words, chars = _vectorizers()
-    xw = words.transform(prepared)
-    xc = chars.transform(prepared)
-    return sparse.hstack([xw, xc], format="csr", dtype=np.float32)
-
-
-def tfidf(counts: sparse.csr_matrix, idf_full: np.ndarray) -> sparse.csr_matrix:
-    """Sub-linear TF times IDF (0 for features unknown to the model), rows L2-normalised."""
-    x = counts.copy()
-    x.data = ((1.0 + np.log(x.data)) * idf_full[x.indices]).astype(np.float32)
-    rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
-    norms = np.sqrt(np.bincount(rows, weights=x.data.astype(np.float64) ** 2,
-                                minlength=x.shape[0]))  # fmt: skip
+def tfidf(counts: SparseRows, idf: np.ndarray) -> SparseRows:
+    """Sub-linear TF times IDF (`idf` by column; 0 drops the feature), rows L2-normalised."""
+    data = ((1.0 + np.log(counts.data)) * idf[counts.indices]).astype(np.float32)
+    rows = counts.row_ids()
+    norms = np.sqrt(np.bincount(rows, weights=data.astype(np.float64) ** 2,
+                                minlength=counts.n_rows))  # fmt: skip
     norms[norms == 0] = 1.0
-    x.data /= norms[rows].astype(np.float32)
-    x.eliminate_zeros()
-    return x
+    data /= norms[rows].astype(np.float32)
+    return SparseRows(counts.indptr, counts.indices, data).where(data != 0)
 
 
 @dataclass
@@ -94,7 +76,7 @@ class TextModel:
     def version(self) -> str:
         return str(self.meta.get("version", "unversioned"))
 
-    def _kept(self, counts: sparse.csr_matrix) -> sparse.csr_matrix:
+    def _kept(self, counts: SparseRows) -> SparseRows:
         """Counts over the model's kept features only (column i = feature_index[i]). A sorted
         lookup instead of dense (2**22 x heads) arrays keeps each process ~50 MB smaller."""
         if self._lookup is None:
@@ -102,18 +84,12 @@ class TextModel:
             self._lookup = (self.feature_index[order], order)
         ordered, order = self._lookup
         at = np.minimum(np.searchsorted(ordered, counts.indices), len(ordered) - 1)
-        known = ordered[at] == counts.indices
-        kept = sparse.csr_matrix(
-            (np.where(known, counts.data, 0).astype(np.float32), order[at], counts.indptr),
-            shape=(counts.shape[0], len(ordered)),
-        )
-        kept.eliminate_zeros()
-        return kept
+        return counts.where(ordered[at] == counts.indices, indices=order[at])
 
     def margins(self, texts: Sequence[str]) -> np.ndarray:
         """(n, heads) uncalibrated linear scores."""
-        x = tfidf(self._kept(raw_counts([prepare(t) for t in texts])), self.idf)
-        return np.asarray(x @ self.coef.T) + self.intercept[None, :]
+        x = tfidf(self._kept(hashed_counts([prepare(t) for t in texts])), self.idf)
+        return x.dot(self.coef) + self.intercept[None, :]
 
     def calibrate(self, margins: np.ndarray) -> np.ndarray:
         out = np.empty_like(margins, dtype=np.float64)

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy import sparse
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
-from prescreen.classify.model import N_FEATURES, TextModel, prepare, raw_counts, tfidf
+from prescreen.classify.features import N_FEATURES, SparseRows, hashed_counts
+from prescreen.classify.model import TextModel, prepare, tfidf
 
 log = logging.getLogger(__name__)
 UNLABELLED = -1
@@ -69,14 +71,14 @@ def fit_model(
     y = _label_matrix(examples, heads)
     weights = np.ones(len(examples)) if sample_weight is None else np.asarray(sample_weight)
     prepared = [prepare(ex.text) for ex in examples]
-    counts = raw_counts(prepared)
+    counts = hashed_counts(prepared)
     df = np.bincount(counts.indices, minlength=2 * N_FEATURES)
     kept = np.flatnonzero(df >= settings.min_df)
-    n = counts.shape[0]
+    n = counts.n_rows
     idf = (np.log((1 + n) / (1 + df[kept])) + 1).astype(np.float32)
     idf_full = np.zeros(2 * N_FEATURES, dtype=np.float32)
     idf_full[kept] = idf
-    x = tfidf(counts, idf_full)[:, kept].tocsr()
+    x = _csr(tfidf(counts, idf_full))[:, kept].tocsr()
     groups = np.array([ex.group for ex in examples])
     coefs, intercepts, calibration, report = [], [], [], {}
     for col, head in enumerate(heads):
@@ -113,6 +115,12 @@ def fit_model(
         intercept=np.asarray(intercepts, dtype=np.float32),
         calibration=calibration,
         meta={"name": name, "training": {"examples": n, "features": len(kept), "heads": report}},
+    )
+
+
+def _csr(rows: SparseRows) -> sparse.csr_matrix:
+    return sparse.csr_matrix(
+        (rows.data, rows.indices, rows.indptr), shape=(rows.n_rows, 2 * N_FEATURES)
     )
 
 
