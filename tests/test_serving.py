@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx
@@ -229,6 +230,57 @@ def test_served_workers_hash_and_match_after_the_parent_gives_back_library_code(
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_a_worker_gives_back_the_memory_of_a_burst_once_quiet(tmp_path) -> None:
+    """After a burst of 2 MP uploads a worker holds the buffers it freed (glibc keeps them for
+    the next allocations); once no request has come for a second it hands them back, so an
+    idle service is not sized by its last burst."""
+    env = _server_env(tmp_path)
+    created = subprocess.run(
+        [sys.executable, "-m", "prescreen.cli", "apikey", "create", "--role", "integrator",
+         "--name", "t"],
+        env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    auth = {"authorization": f"Bearer {json.loads(created.stdout)['key']}"}
+    uploads = [encode(photo(seed, (1632, 1224)), "JPEG", quality=85) for seed in range(4)]
+    port = _free_port()
+    server = _serve(env, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _until(lambda: _ready(url), 60, "the server to start")
+        workers = psutil.Process(server.pid).children()
+
+        def screen(number: int) -> int:
+            return httpx.post(
+                f"{url}/v1/screen", headers=auth, timeout=60,
+                files={"file": ("a.jpg", uploads[number % 4], "image/jpeg")},
+                data={"content_id": f"burst-{number}"},
+            ).status_code  # fmt: skip
+
+        with ThreadPoolExecutor(4) as pool:
+            assert set(pool.map(screen, range(24))) == {200}
+        busy = sum(_private_anon_mb(worker.pid) for worker in workers)
+        time.sleep(3)  # quiet for a second, then trimmed
+        quiet = sum(_private_anon_mb(worker.pid) for worker in workers)
+        assert quiet < busy - 4, (busy, quiet)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def _private_anon_mb(pid: int) -> float:
+    """Private memory not backed by a file: the heap and anonymous mappings."""
+    total = 0
+    anonymous = True
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and not fields[0].endswith(":"):
+                anonymous = len(fields) < 6 or fields[5].startswith("[")
+            elif anonymous and fields[0] in ("Private_Clean:", "Private_Dirty:"):
+                total += int(fields[1])
+    return total / 1024
 
 
 def _server_env(tmp_path) -> dict[str, str]:

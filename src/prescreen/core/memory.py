@@ -22,8 +22,8 @@ def release_free_memory() -> None:
 
     glibc keeps what a process freed for its next allocations; after a one-off job (a
     retro-scan of 100,000 bank changes, a video) that memory is held for nothing. Called after
-    long jobs, not after requests: on the request path the pages would only be faulted in
-    again."""
+    long jobs and by a server worker once its requests have stopped for a moment, not after
+    each request: on the request path the pages would only be faulted in again."""
     gc.collect()  # what a job built in reference cycles is freed only by the collector
     trim = _malloc_trim()
     if trim is not None:

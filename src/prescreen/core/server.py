@@ -37,6 +37,7 @@ import uvicorn
 from prometheus_client import multiprocess
 
 from prescreen.core.config import Settings
+from prescreen.core.memory import release_free_memory
 
 log = logging.getLogger("prescreen.server")
 APP = "prescreen.app:app_from_env"
@@ -45,6 +46,7 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 MADV_PAGEOUT = 21  # linux/mman.h (Linux 5.4+)
 SHARED_LIBRARY = re.compile(r"\.so(\.\d+)*$")  # libz.so.1.3, _core.cpython-311-x86_64-linux-gnu.so
 RESTART_PAUSE_SECONDS = 1.0
+QUIET_SECONDS = 1.0  # how long a worker goes without a request before it trims its heap
 HAND_OVER_SECONDS = 5.0  # how long a connection may wait for a worker that can take it
 
 
@@ -81,7 +83,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     """Serve until SIGTERM/SIGINT; with several workers, the parent listens and hands each
     connection to one of them."""
     if workers <= 1:
-        uvicorn.Server(uvicorn_config(host=host, port=port)).run()
+        LeanServer(uvicorn_config(host=host, port=port)).run()
         return
     prepare_snapshot(settings)
     listener = socket.create_server((host, port), backlog=2048, reuse_port=False)
@@ -109,11 +111,13 @@ def prepare_snapshot(settings: Settings) -> None:
 
 def preload() -> None:
     """Import and warm what every worker needs before forking, so its pages are shared: the
-    application, the text model, OpenCV (text detection), and the compiled kernels of image
-    hashing and of the PDQ index (left to the workers, each would load them on its first
-    request, and bring the compiler's pages into its own memory)."""
+    application's code and its ORM mappings, the text model, OpenCV (text detection), and the
+    compiled kernels of image hashing, text features and the PDQ index (left to the workers,
+    each would load them on its first request, and bring the compiler's pages into its own
+    memory)."""
     import numpy as np
     from PIL import Image
+    from sqlalchemy.orm import configure_mappers
 
     import prescreen.app  # noqa: F401
     from prescreen.classify.service import default_classifier
@@ -122,7 +126,8 @@ def preload() -> None:
     from prescreen.signals.ocr import text_regions
     from prescreen.signals.registry import all_types
 
-    default_classifier()
+    configure_mappers()
+    default_classifier().score(["warm the text model's kernel and feature lookup"])
     all_types()  # register every signal type once, before the workers' threads ask
     codes = np.random.default_rng(0).integers(0, 2**63, size=(4096, 4), dtype=np.uint64)
     index = PDQIndex.build(codes, np.arange(4096, dtype=np.int64))
@@ -182,11 +187,15 @@ class Supervisor:
         self.forking = threading.Lock()
         self.accepting: threading.Thread | None = None
         self.stopping = False
+        self.app_config = uvicorn_config()
 
     def run(self) -> None:
         from prescreen.signals import ocr
 
         preload()
+        # The application itself is built once, here, and shared: built in each worker, its
+        # routes, models and the imports uvicorn makes for it were ~18 MB more per worker.
+        self.app_config.load()
         ocr.share_cores(self.workers)
         if self.settings.ocr_enabled:
             try:
@@ -224,7 +233,7 @@ class Supervisor:
                 other.close()
             code = 0
             try:
-                HandedConnections(uvicorn_config(), theirs).run()
+                HandedConnections(self.app_config, theirs).run()
             except BaseException:
                 log.exception("worker failed")
                 code = 1
@@ -327,7 +336,38 @@ class Supervisor:
         log.info("stopped")
 
 
-class HandedConnections(uvicorn.Server):
+class LeanServer(uvicorn.Server):
+    """A uvicorn server that gives the memory its requests freed back to the system once it
+    has had no request for `QUIET_SECONDS`.
+
+    Why: glibc keeps what a process frees (decode buffers, arrays) for its next allocations,
+    and after a burst of uploads each worker held 15-20 MB of it while idle. Trimming after
+    every request would make each one fault its buffers in again (that doubled the CPU of a
+    screen when tried through glibc's thresholds, docs/benchmarks.md); trimming once a burst
+    is over costs nothing on the request path."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.requests_seen = 0
+        self.last_request_at = time.monotonic()
+        self.trimmed = True
+
+    async def on_tick(self, counter: int) -> bool:
+        now = time.monotonic()
+        if self.server_state.total_requests != self.requests_seen:
+            self.requests_seen = self.server_state.total_requests
+            self.last_request_at, self.trimmed = now, False
+        elif (
+            not self.trimmed
+            and not self.server_state.tasks
+            and now - self.last_request_at >= QUIET_SECONDS
+        ):
+            self.trimmed = True  # in a thread: a collection and a trim take milliseconds
+            asyncio.get_running_loop().run_in_executor(None, release_free_memory)
+        return await super().on_tick(counter)
+
+
+class HandedConnections(LeanServer):
     """A worker's uvicorn that serves the connections the parent hands it over `channel`
     (one descriptor per message) instead of accepting any itself."""
 
