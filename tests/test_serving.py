@@ -13,7 +13,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import timedelta
 
 import httpx
@@ -205,11 +207,7 @@ def test_served_workers_hash_and_match_after_the_parent_gives_back_library_code(
         ["bank", "add", "known", str(tmp_path / "known.jpg")],
     ):
         subprocess.run([*cli, *command], env=env, check=True, capture_output=True)
-    created = subprocess.run(
-        [*cli, "apikey", "create", "--role", "integrator", "--name", "t"],
-        env=env, check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    auth = {"authorization": f"Bearer {json.loads(created.stdout)['key']}"}
+    auth = _integrator_auth(env)
     port = _free_port()
     server = _serve(env, port)
     url = f"http://127.0.0.1:{port}"
@@ -237,18 +235,9 @@ def test_a_worker_gives_back_the_memory_of_a_burst_once_quiet(tmp_path) -> None:
     the next allocations); once no request has come for a second it hands them back, so an
     idle service is not sized by its last burst."""
     env = _server_env(tmp_path)
-    created = subprocess.run(
-        [sys.executable, "-m", "prescreen.cli", "apikey", "create", "--role", "integrator",
-         "--name", "t"],
-        env=env, check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    auth = {"authorization": f"Bearer {json.loads(created.stdout)['key']}"}
+    auth = _integrator_auth(env)
     uploads = [encode(photo(seed, (1632, 1224)), "JPEG", quality=85) for seed in range(4)]
-    port = _free_port()
-    server = _serve(env, port)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _until(lambda: _ready(url), 60, "the server to start")
+    with _served(env) as (server, url):
         workers = psutil.Process(server.pid).children()
 
         def screen(number: int) -> int:
@@ -264,9 +253,29 @@ def test_a_worker_gives_back_the_memory_of_a_burst_once_quiet(tmp_path) -> None:
         time.sleep(3)  # quiet for a second, then trimmed
         quiet = sum(_private_anon_mb(worker.pid) for worker in workers)
         assert quiet < busy - 4, (busy, quiet)
+
+
+@contextmanager
+def _served(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`prescreen serve` with two workers, ready; stopped afterwards."""
+    port = _free_port()
+    server = _serve(env, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _until(lambda: _ready(url), 60, "the server to start")
+        yield server, url
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def _integrator_auth(env: dict[str, str]) -> dict[str, str]:
+    created = subprocess.run(
+        [sys.executable, "-m", "prescreen.cli", "apikey", "create", "--role", "integrator",
+         "--name", "t"],
+        env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return {"authorization": f"Bearer {json.loads(created.stdout)['key']}"}
 
 
 def _private_anon_mb(pid: int) -> float:
