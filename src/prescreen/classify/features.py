@@ -3,8 +3,8 @@ computes them (the word analyzer with `(?u)\\b\\w+\\b` tokens and 1-2-grams, the
 analyzer with 2-5-grams; each n-gram's UTF-8 bytes hashed with signed 32-bit MurmurHash3,
 seed 0, into |h| mod `N_FEATURES`), without importing scikit-learn or SciPy.
 
-Why not the vectorizer itself: a serving process scores text with a linear model, and importing
-scikit-learn and SciPy for it cost every server process ~50 MB that nothing else used. Here the
+Why not the vectorizer itself: every server process scores text with a linear model, and
+importing scikit-learn and SciPy for its feature hashing alone cost the server ~50 MB. Here the
 n-grams are never built as strings: they are spans of one UTF-8 buffer per batch, hashed by a
 compiled kernel. `tests/classify/test_classify_features.py` checks the counts against
 scikit-learn's, feature for feature.
