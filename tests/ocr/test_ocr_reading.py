@@ -8,9 +8,9 @@ import re
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 from tests.media import photo
-from tests.ocr.synthetic import add_caption, base_photo, caption_words, jpeg_bytes
+from tests.ocr.synthetic import add_caption, add_stroke, base_photo, caption_words, jpeg_bytes
 
 from prescreen.signals import ocr
 
@@ -42,8 +42,7 @@ def test_a_stroke_that_looks_like_a_line_of_text_is_not_lettering() -> None:
     one mark where a line that counts has letters: it neither calls for the full-size image nor
     costs a reading. The same picture with a caption shows lettering and is read."""
     rng = np.random.default_rng(4)
-    image = Image.new("RGB", (1632, 1224), (120, 130, 140))
-    ImageDraw.Draw(image).line((400, 600, 1000, 640), fill=(20, 20, 20), width=20)
+    image = add_stroke(Image.new("RGB", (1632, 1224), (120, 130, 140)))
     stroke = _grey(image)
     assert ocr.text_regions(stroke), "the stroke should look like a line to the detector"
     assert not ocr.shows_lettering(stroke)

@@ -9,10 +9,10 @@ import re
 
 import numpy as np
 import pytest
-from PIL import ImageDraw
 from prometheus_client import REGISTRY
 from tests.ocr.synthetic import (
     add_caption,
+    add_stroke,
     base_photo,
     draw_logo,
     jpeg_bytes,
@@ -139,9 +139,7 @@ def test_a_2mp_photo_is_decoded_again_only_when_it_shows_text(client, auth) -> N
     assert sum(word in note["text"] for word in words) >= 4, note["text"]
 
     plain = base_photo(9, (1632, 1224))
-    stroked = plain.copy()  # a stroke shaped like a caption line, but one mark, not letters
-    ImageDraw.Draw(stroked).line((400, 600, 1000, 640), fill=(20, 20, 20), width=20)
-    for name, image in (("plain-2mp", plain), ("stroked-2mp", stroked)):
+    for name, image in (("plain-2mp", plain), ("stroked-2mp", add_stroke(plain))):
         screened = _screen(client, auth, jpeg_bytes(image, 85), name)
         steps = screened["signals"]["media_steps"]
         assert steps["ocr"]["status"] == "ok" and "decode" not in steps, name
