@@ -54,6 +54,7 @@ from tests.ocr.synthetic import (
     png_bytes,
 )
 
+from prescreen.core.config import Settings
 from prescreen.matching.logo_index import LogoIndex
 from prescreen.screening.media_steps import shows_no_text
 from prescreen.signals import logo as logo_mod
@@ -61,7 +62,7 @@ from prescreen.signals import ocr
 from prescreen.signals.image import HASH_MIN_SIDE, decode_image
 
 THRESHOLD = logo_mod.DEFAULT_THRESHOLD
-MAX_PIXELS = 100_000_000
+MAX_PIXELS = Settings().max_image_pixels  # what the service decodes at most
 WORD = re.compile(r"\w+")
 
 
