@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from prescreen.matching.index import ExactIndex, built_index, make_index
+from prescreen.matching.index import ExactIndex, IndexRows, built_index, make_index
 from prescreen.matching.pdq_index import words_to_hex
 
 
@@ -32,3 +32,21 @@ def test_other_kinds_are_filled_by_adding() -> None:
     index = built_index("exact", [1, 2], ["a", "b"])
     assert isinstance(index, ExactIndex)
     assert index.search("b", 0) == [(2, 0)]
+
+
+def test_rows_gathered_in_chunks_build_the_index_built_at_once() -> None:
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 2**64 - 1, size=(5_000, 4), dtype=np.uint64, endpoint=True)
+    values, ids = words_to_hex(codes), list(range(10, 5_010))
+    rows = IndexRows("hamming")
+    for start in range(0, len(ids), 1_000):
+        rows.add(ids[start : start + 1_000], values[start : start + 1_000])
+    gathered, at_once = rows.build(), built_index("hamming", ids, values)
+    assert len(rows) == len(gathered) == 5_000
+    for query in values[::250] + words_to_hex(rng.integers(0, 2**63, size=(5, 4), dtype=np.uint64)):
+        assert gathered.search(query, 31) == at_once.search(query, 31)
+    assert len(IndexRows("hamming").build()) == 0  # a run with no new PDQ signals
+    exact = IndexRows("exact")
+    exact.add([1], ["a"])
+    exact.add([2], ["b"])
+    assert exact.build().search("b", 0) == [(2, 0)]

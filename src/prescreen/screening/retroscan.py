@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -35,7 +36,7 @@ from prescreen.core.errors import Conflict, InvalidInput, NotFound
 from prescreen.jobs.models import Job
 from prescreen.jobs.service import JobContext, enqueue, job_handler
 from prescreen.matching.feed import FeedCursor
-from prescreen.matching.index import SignalIndex, built_index
+from prescreen.matching.index import IndexRows, SignalIndex
 from prescreen.matching.service import Matcher
 from prescreen.screening.hooks import Screened, announce
 from prescreen.screening.models import Content, Decision
@@ -55,29 +56,14 @@ _CHUNK = 1_000
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class NewSignal:
-    signal_id: int
-    entry_id: int
-    signal_type: str
-    value: str
-
-
 class ProbeIndex:
-    """The run's new bank signals, indexed by type, to test stored contents against."""
+    """The run's new bank signals, indexed by type, to test stored contents against; and the
+    entries they belong to."""
 
-    def __init__(self, signals: Sequence[NewSignal]) -> None:
-        types = all_types()
-        by_type: dict[str, list[NewSignal]] = defaultdict(list)
-        for signal in signals:
-            if signal.signal_type in types:
-                by_type[signal.signal_type].append(signal)
-        self.indexes: dict[str, SignalIndex] = {
-            signal_type: built_index(
-                types[signal_type].index_kind, [r.signal_id for r in rows], [r.value for r in rows]
-            )
-            for signal_type, rows in by_type.items()
-        }
+    def __init__(self, rows: dict[str, IndexRows], entries: np.ndarray) -> None:
+        self.signals = len(entries)  # one entry id per new signal, of any type
+        self.entries = np.unique(entries)
+        self.indexes: dict[str, SignalIndex] = {t: column.build() for t, column in rows.items()}
 
     def hits(self, signals: dict[str, Any], radius: int) -> bool:
         """Whether any of a content's stored signals (or variants) is near a new signal."""
@@ -107,10 +93,20 @@ class Plan:
     """What a run will act on, worked out in a read-only transaction (the slow part: on SQLite
     a write transaction would block every other writer meanwhile)."""
 
-    signals: list[NewSignal]
+    signals: int
+    entries: np.ndarray  # sorted: the entries of the new signals
     candidates: list[str]
     scanned: int
     started_at: datetime
+
+    def fresh(self, entries: set[int]) -> list[int]:
+        """Those of these entries that the run's new signals belong to, sorted."""
+        return [e for e in sorted(entries) if _holds(self.entries, e)]
+
+
+def _holds(sorted_ids: np.ndarray, value: int) -> bool:
+    at = int(np.searchsorted(sorted_ids, value))
+    return at < len(sorted_ids) and int(sorted_ids[at]) == value
 
 
 def scan_feed(
@@ -160,10 +156,9 @@ def scan_bank(
         if bank.kind == BankKind.allow.value:
             raise InvalidInput(f"bank {bank_name!r} is an allow-list; it cannot hold or block")
         entries = select(EntrySignal.id).join(BankEntry, EntrySignal.entry_id == BankEntry.id)
-        ids = reader.scalars(
-            entries.where(BankEntry.bank_id == bank.id, BankEntry.id > after_entry)
-        ).all()
-        plan = _plan(reader, settings, _new_signals(reader, list(ids)))
+        query = entries.where(BankEntry.bank_id == bank.id, BankEntry.id > after_entry)
+        ids = array("q", reader.scalars(query.execution_options(yield_per=_CHUNK)))
+        plan = _plan(reader, settings, _new_signals(reader, ids))
 
     def act(writer: Session) -> RetroscanRun:
         return _act(writer, matcher, settings, plan, "bank", actor, bank.name, None, None)
@@ -201,10 +196,10 @@ def _pending_changes(session: Session, start: FeedCursor) -> tuple[array[int], a
     return change_ids, added
 
 
-def _plan(reader: Session, settings: Settings, signals: list[NewSignal]) -> Plan:
+def _plan(reader: Session, settings: Settings, probe: ProbeIndex) -> Plan:
     started = utcnow()
-    candidates, scanned = _candidates(reader, ProbeIndex(signals), settings) if signals else ([], 0)
-    return Plan(signals, candidates, scanned, started)
+    candidates, scanned = _candidates(reader, probe, settings) if probe.signals else ([], 0)
+    return Plan(probe.signals, probe.entries, candidates, scanned, started)
 
 
 def _lock_feed_cursor(session: Session) -> RetroscanCursor:
@@ -217,20 +212,32 @@ def _lock_feed_cursor(session: Session) -> RetroscanCursor:
     ).one()
 
 
-def _new_signals(session: Session, signal_ids: Sequence[int]) -> list[NewSignal]:
+def _new_signals(session: Session, signal_ids: Sequence[int]) -> ProbeIndex:
     """Those of these signals that belong to live entries in banks that hold or block
-    (allow-lists never act)."""
+    (allow-lists never act), read a chunk at a time into compact columns (`IndexRows`)."""
     query = (
         select(EntrySignal.id, EntrySignal.entry_id, EntrySignal.signal_type, EntrySignal.value)
         .join(BankEntry, EntrySignal.entry_id == BankEntry.id)
         .join(Bank, BankEntry.bank_id == Bank.id)
         .where(Bank.kind != BankKind.allow.value)
     )
-    rows: list[NewSignal] = []
+    types = all_types()
+    rows: dict[str, IndexRows] = {}
+    entries = array("q")
     for start in range(0, len(signal_ids), _CHUNK):
         chunk = list(signal_ids[start : start + _CHUNK])
-        rows += [NewSignal(*row) for row in session.execute(query.where(EntrySignal.id.in_(chunk)))]
-    return rows
+        by_type: dict[str, tuple[list[int], list[str]]] = defaultdict(lambda: ([], []))
+        for signal_id, entry_id, signal_type, value in session.execute(
+            query.where(EntrySignal.id.in_(chunk))
+        ):
+            entries.append(entry_id)
+            by_type[signal_type][0].append(signal_id)
+            by_type[signal_type][1].append(value)
+        for signal_type, (ids, values) in by_type.items():
+            if signal_type in types:  # a type no longer registered is counted, not probed
+                column = rows.setdefault(signal_type, IndexRows(types[signal_type].index_kind))
+                column.add(ids, values)
+    return ProbeIndex(rows, np.frombuffer(entries, dtype=np.int64))
 
 
 def _act(
@@ -245,15 +252,14 @@ def _act(
     last_change: int | None,
 ) -> RetroscanRun:
     """Record the run and decide again on each candidate, in the writing transaction."""
-    entry_ids = {signal.entry_id for signal in plan.signals}
     run = RetroscanRun(
         trigger=trigger, bank=bank, first_change=first_change, last_change=last_change,
-        entries=len(entry_ids), signals=len(plan.signals), actor=actor,
+        entries=len(plan.entries), signals=plan.signals, actor=actor,
         started_at=plan.started_at, contents_scanned=plan.scanned,
     )  # fmt: skip
     session.add(run)
     session.flush()
-    hits = sum(_recheck(session, matcher, settings, run, pk, entry_ids) for pk in plan.candidates)
+    hits = sum(_recheck(session, matcher, settings, run, pk, plan) for pk in plan.candidates)
     run.hits, run.finished_at = hits, utcnow()
     audit_record(session, actor, "retroscan.run", f"retroscan:{run.id}", run_to_dict(run))
     log.info("retro-scan finished", extra=run_to_dict(run))
@@ -283,7 +289,7 @@ def _recheck(
     settings: Settings,
     run: RetroscanRun,
     content_pk: str,
-    new_entries: set[int],
+    plan: Plan,
 ) -> bool:
     """Decide again on a previously allowed content that matches a new entry; True if it is
     now held or taken down."""
@@ -295,7 +301,7 @@ def _recheck(
         return False
     hashed = Hashed(ContentKind(content.kind), content.signals)
     matches = matcher.lookup(session, hashed.matchable, variants=hashed.variants)
-    fresh = sorted({m.entry for m in matches} & new_entries)
+    fresh = plan.fresh({m.entry for m in matches})
     verdict = decide(matches, content.signals.get("pdq_quality"), settings.min_pdq_quality)
     if not fresh or verdict.outcome is Outcome.allow:
         return False
