@@ -87,19 +87,11 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     app.state.settings, app.state.db, app.state.matcher = settings, db, matcher
     http.install(app, settings.max_upload_bytes, settings.max_import_bytes)
-    for router in (screening_router, matching_router, banks_router, jobs_router, webhooks_router):
+    # Routes are matched in the order they are added, and each one tried costs a few
+    # microseconds (0.45 ms for a path after all ~140): the upload path's and HMA's matching
+    # routes come first, then the health checks, then the rest.
+    for router in (screening_router, matching_router, hma_router):
         app.include_router(router)
-    for router in (review_router, review_integrations_router, review_ui_router):
-        app.include_router(router)
-    app.include_router(franking_router)
-    app.include_router(audit_router)
-    app.include_router(legal_router)
-    app.include_router(retroscan_router)
-    app.include_router(exchange_router)
-    app.include_router(hma_router)
-    app.include_router(transparency_router)
-    app.include_router(transparency_ui_router)
-    app.mount("/ui/static", StaticFiles(directory=REVIEW_STATIC_DIR), name="ui-static")
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     def healthz() -> dict:
@@ -124,6 +116,19 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             http.WorkerMetrics(registry)
         body = generate_latest(registry) if registry else generate_latest()
         return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)
+
+    for router in (banks_router, jobs_router, webhooks_router):
+        app.include_router(router)
+    for router in (review_router, review_integrations_router, review_ui_router):
+        app.include_router(router)
+    app.include_router(franking_router)
+    app.include_router(audit_router)
+    app.include_router(legal_router)
+    app.include_router(retroscan_router)
+    app.include_router(exchange_router)
+    app.include_router(transparency_router)
+    app.include_router(transparency_ui_router)
+    app.mount("/ui/static", StaticFiles(directory=REVIEW_STATIC_DIR), name="ui-static")
 
     return app
 
