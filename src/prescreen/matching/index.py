@@ -109,24 +109,26 @@ class IndexRows:
     def __init__(self, index_kind: str) -> None:
         self.index_kind = index_kind
         self._ids = array("q")
-        self._values: list[np.ndarray] | list[str] = []
+        self._words: list[np.ndarray] = []  # PDQ values, a `(n, 4)` block per chunk
+        self._values: list[str] = []  # any other kind's
 
     def add(self, ids: Sequence[int], values: Sequence[str]) -> None:
         self._ids.extend(ids)
         if self.index_kind == "hamming":
-            self._values.append(hex_to_words(values))  # type: ignore[arg-type]
+            self._words.append(hex_to_words(values))
         else:
-            self._values.extend(values)  # type: ignore[arg-type]
+            self._values.extend(values)
 
     def __len__(self) -> int:
         return len(self._ids)
 
     def build(self) -> SignalIndex:
+        ids = np.array(self._ids, dtype=np.int64)
         if self.index_kind == "hamming":
-            words = np.concatenate(self._values) if self._values else np.empty((0, 4), np.uint64)
-            return PDQHashIndex.built(np.frombuffer(self._ids, dtype=np.int64), words)
+            words = np.concatenate(self._words) if self._words else np.empty((0, 4), np.uint64)
+            return PDQHashIndex.built(ids, words)
         index = make_index(self.index_kind)
-        index.add(self._ids, self._values)  # type: ignore[arg-type]
+        index.add(ids.tolist(), self._values)
         return index
 
 

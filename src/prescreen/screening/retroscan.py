@@ -123,7 +123,7 @@ def scan_feed(
         row = reader.get(RetroscanCursor, FEED)
         start = FeedCursor.from_dict({"position": row.position, "gaps": row.gaps} if row else None)
         change_ids, added = _pending_changes(reader, start)
-        plan = _plan(reader, settings, _new_signals(reader, added))
+        plan = _plan(reader, settings, _probe_index(reader, added))
     feed = FeedCursor.from_dict(start.to_dict())
     feed.advance(change_ids)
 
@@ -158,7 +158,7 @@ def scan_bank(
         entries = select(EntrySignal.id).join(BankEntry, EntrySignal.entry_id == BankEntry.id)
         query = entries.where(BankEntry.bank_id == bank.id, BankEntry.id > after_entry)
         ids = array("q", reader.scalars(query.execution_options(yield_per=_CHUNK)))
-        plan = _plan(reader, settings, _new_signals(reader, ids))
+        plan = _plan(reader, settings, _probe_index(reader, ids))
 
     def act(writer: Session) -> RetroscanRun:
         return _act(writer, matcher, settings, plan, "bank", actor, bank.name, None, None)
@@ -212,9 +212,10 @@ def _lock_feed_cursor(session: Session) -> RetroscanCursor:
     ).one()
 
 
-def _new_signals(session: Session, signal_ids: Sequence[int]) -> ProbeIndex:
-    """Those of these signals that belong to live entries in banks that hold or block
-    (allow-lists never act), read a chunk at a time into compact columns (`IndexRows`)."""
+def _probe_index(session: Session, signal_ids: Sequence[int]) -> ProbeIndex:
+    """The probe index of those of these signals that belong to live entries in banks that
+    hold or block (allow-lists never act), read a chunk at a time into compact columns
+    (`IndexRows`)."""
     query = (
         select(EntrySignal.id, EntrySignal.entry_id, EntrySignal.signal_type, EntrySignal.value)
         .join(BankEntry, EntrySignal.entry_id == BankEntry.id)
