@@ -309,9 +309,10 @@ def test_bank_changes_through_the_api_are_audited_with_the_calling_key(client, a
         assert actions[action].startswith(f"apikey:{lead_key_id}"), (action, actions)
 
 
-def test_a_write_is_answered_only_once_it_is_committed(client, auth, db) -> None:
+def test_a_write_is_answered_only_once_it_is_committed(client, auth, db, caplog) -> None:
     """The transaction commits before the response goes out: a 2xx means stored (the next
-    request sees it), and a commit that fails is a 503, never a success that was not kept."""
+    request sees it), and a commit that fails is a 503, never a success that was not kept; the
+    operator's log says why it failed."""
     import sqlite3
 
     from sqlalchemy import event
@@ -328,6 +329,8 @@ def test_a_write_is_answered_only_once_it_is_committed(client, auth, db) -> None
         event.remove(db.sessions, "before_commit", refuse)
     assert failed.status_code == 503, failed.text
     assert failed.json()["error"]["code"] == "database_unavailable"
+    logged = [r for r in caplog.records if r.getMessage().startswith("database error")]
+    assert [(r.error, r.committing) for r in logged] == [("database is locked", True)]
     assert client.get("/v1/banks/never", headers=auth("lead")).status_code == 404
     created = client.post("/v1/banks", json={"name": "kept"}, headers=auth("lead"))
     assert created.status_code == 201

@@ -168,6 +168,12 @@ class Database:
                 message = "the database is busy (SQLite has one writer); try again shortly"
             else:
                 raise
+            # The client is told only to retry; the operator needs the driver's reason (a lost
+            # connection, a deadlock, a serialization failure). Bound parameters are not in it.
+            log.warning(
+                "database error; transaction rolled back",
+                extra={"error": str(exc.orig)[:500], "committing": committing},
+            )
             raise DatabaseUnavailable(message, committing=committing) from exc
         except BaseException:
             session.rollback()
