@@ -72,7 +72,8 @@ def prepare_environment(settings: Settings, workers: int) -> None:
     os.environ[METRICS_ENV] = str(folder.resolve())
     # glibc gives each thread that allocates at the same time an arena of its own, and each
     # arena keeps what was freed in it. One arena for a GIL-bound worker: against two, the
-    # service held 20-30 MB less after screening at the same CPU per screen (docs/benchmarks.md).
+    # service held 20-30 MB less once screening stopped (7-14 MB less right after), at the same
+    # CPU per screen (docs/benchmarks.md).
     # glibc's mmap threshold stays dynamic on purpose: fixing it (and with it the heap trim
     # threshold) at 128 KiB saved ~100 MB under load but made every decode buffer and array a
     # fresh mapping to fault in again: it doubled the CPU time of a screened 2 MP JPEG (64-71 ms
