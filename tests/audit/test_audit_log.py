@@ -10,6 +10,7 @@ import json
 import os
 import stat
 import threading
+import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -18,6 +19,7 @@ from typer.testing import CliRunner
 
 from prescreen.audit import service
 from prescreen.audit.models import AuditEntry
+from prescreen.banks.models import Bank
 from prescreen.banks.service import create_bank, delete_bank, update_bank
 from prescreen.cli import app
 from prescreen.core import cli_context
@@ -176,6 +178,45 @@ def _append(db, count: int, start: int = 0) -> None:
 def _sign(db, settings) -> dict:
     with db.session() as session:
         return service.head_to_dict(service.sign_tree_head(session, settings, force=True))
+
+
+def test_an_early_entry_does_not_hold_the_log_while_its_transaction_waits_for_a_row(db) -> None:
+    """A request that records an entry and then waits for a row another transaction holds,
+    while that one appends its own entry: appended in mid-transaction, each held what the other
+    needed, and PostgreSQL failed one of them as a deadlock (a 503 for a moderator's decision,
+    say, while a background job worked on the same rows). Entries are appended at commit, so
+    both commit."""
+    if db.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite locks the whole database for a writer: no row locks to wait in")
+    with db.session() as session:
+        create_bank(session, "contested", labels=["terrorism"])
+    contested = select(Bank).where(Bank.name == "contested").with_for_update()
+    locked, recorded = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def holder() -> None:
+        try:
+            with db.session() as session:
+                session.execute(contested).scalar_one()
+                locked.set()
+                recorded.wait(10)
+                time.sleep(0.5)  # the request below is waiting for the row by now
+                service.record(session, "job", "test.holder", "bank:contested")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert locked.wait(10)
+    with db.session() as session:
+        service.record(session, "moderator", "test.request", "bank:contested")
+        recorded.set()
+        session.execute(contested).scalar_one()
+    thread.join(timeout=30)
+    assert not errors, errors
+    with db.session(readonly=True) as session:
+        actions = session.scalars(select(AuditEntry.action).order_by(AuditEntry.idx)).all()
+    assert actions[-2:] == ["test.holder", "test.request"]  # in the order they committed
 
 
 def test_appends_are_gapless_and_atomic_under_concurrency(db, settings) -> None:

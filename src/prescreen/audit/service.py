@@ -16,8 +16,8 @@ from datetime import timedelta
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import event, func, select, update
+from sqlalchemy.orm import Session, SessionTransaction
 
 from prescreen.audit import merkle
 from prescreen.audit.keys import public_key_bytes, public_key_pem, signing_key
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 SIGN_JOB = "audit_sign"
 WITNESS_JOB = "audit_witness_push"
 SYSTEM_ACTOR = "system"
+_PENDING = "audit_entries_pending"  # Session.info key: entries appended at commit
 ENTRIES = Counter("prescreen_audit_entries_total", "Audit log entries appended", ["action"])
 HEADS = Counter("prescreen_audit_tree_heads_total", "Signed tree heads")
 
@@ -94,20 +95,42 @@ def record(
     action: str,
     target: str = "",
     details: dict[str, Any] | None = None,
-) -> AuditEntry:
-    """Append one entry in the caller's transaction; it commits or rolls back with the action."""
+) -> None:
+    """Append one entry as the caller's transaction commits; it rolls back with the action.
+
+    Why at commit: appending takes the log's one lock (its state row) until the transaction
+    ends. Taken in mid-transaction, a transaction holding it could wait for a row that another
+    holds while that one waits to append: on PostgreSQL a deadlock, and one of them failed with
+    a 503 (a moderator's decision, say, while a background job worked on the same rows). Taken
+    last, the lock is held only while the entries are written, never while waiting for a row."""
     body = json.loads(canonical_json(details or {}))
     if not isinstance(body, dict):
         raise TypeError("audit details are a JSON object")
-    index, frontier = _reserve(session)
-    fields = {
-        "index": index,
-        "time": format_time(utcnow()),
+    entry = {
         "actor": _clean(actor, 256),
         "action": _clean(action, 64),
         "target": _clean(target, 256),
-        "details": body,
     }
+    session.info.setdefault(_PENDING, []).append({**entry, "details": body})
+
+
+@event.listens_for(Session, "before_commit")
+def _append_pending(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint: the entries wait for the real commit
+        return
+    for pending in session.info.pop(_PENDING, ()):
+        _append(session, pending)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_pending(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # rolled back or closed without a commit
+        session.info.pop(_PENDING, None)
+
+
+def _append(session: Session, pending: dict[str, Any]) -> None:
+    index, frontier = _reserve(session)
+    fields = {"index": index, "time": format_time(utcnow()), **pending}
     leaf = entry_leaf_hash(fields)
     frontier = merkle.frontier_append(frontier, index, leaf)
     session.execute(
@@ -116,19 +139,19 @@ def record(
         .values(frontier=",".join(h.hex() for h in frontier))
         .execution_options(synchronize_session=False)
     )
-    entry = AuditEntry(
-        idx=index,
-        logged_at=fields["time"],
-        actor=fields["actor"],
-        action=fields["action"],
-        target=fields["target"],
-        details=canonical_json(body),
-        leaf_hash=leaf.hex(),
+    session.add(
+        AuditEntry(
+            idx=index,
+            logged_at=fields["time"],
+            actor=fields["actor"],
+            action=fields["action"],
+            target=fields["target"],
+            details=canonical_json(fields["details"]),
+            leaf_hash=leaf.hex(),
+        )
     )
-    session.add(entry)
     session.flush()
     ENTRIES.labels(fields["action"]).inc()
-    return entry
 
 
 # --- reading ------------------------------------------------------------------------------------

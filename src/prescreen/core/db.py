@@ -170,9 +170,11 @@ class Database:
                 raise
             # The client is told only to retry; the operator needs the driver's reason (a lost
             # connection, a deadlock, a serialization failure). Bound parameters are not in it.
+            reason = str(exc.orig)[:500]
             log.warning(
-                "database error; transaction rolled back",
-                extra={"error": str(exc.orig)[:500], "committing": committing},
+                "database error; transaction rolled back: %s",
+                reason,
+                extra={"error": reason, "committing": committing},
             )
             raise DatabaseUnavailable(message, committing=committing) from exc
         except BaseException:
