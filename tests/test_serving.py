@@ -141,11 +141,7 @@ def _free_port() -> int:
 
 def test_serve_replaces_a_killed_worker(tmp_path) -> None:
     env = _server_env(tmp_path)
-    port = _free_port()
-    server = _serve(env, port)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _until(lambda: _ready(url), 60, "the server to start")
+    with _served(env) as (server, url):
         workers = psutil.Process(server.pid).children()
         assert len(workers) == 2
         os.kill(workers[0].pid, signal.SIGKILL)
@@ -158,9 +154,6 @@ def test_serve_replaces_a_killed_worker(tmp_path) -> None:
         assert (
             'prescreen_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics
         )
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
     assert server.returncode == 0
 
 
@@ -208,11 +201,7 @@ def test_served_workers_hash_and_match_after_the_parent_gives_back_library_code(
     ):
         subprocess.run([*cli, *command], env=env, check=True, capture_output=True)
     auth = _integrator_auth(env)
-    port = _free_port()
-    server = _serve(env, port)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _until(lambda: _ready(url), 60, "the server to start")
+    with _served(env) as (server, url):
         assert _private_mb(server.pid, "libllvmlite") < 4
         assert _private_mb(server.pid, ".so") < 8  # every library's code, LLVM's included
         for number in range(6):  # several, so that both workers take some
@@ -225,9 +214,6 @@ def test_served_workers_hash_and_match_after_the_parent_gives_back_library_code(
             body = answer.json()
             assert body["decision"] == "block"
             assert body["matches"][0]["signal_type"] == "pdq"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def test_a_worker_gives_back_the_memory_of_a_burst_once_quiet(tmp_path) -> None:
