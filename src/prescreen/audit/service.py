@@ -110,8 +110,9 @@ def record(
         "actor": _clean(actor, 256),
         "action": _clean(action, 64),
         "target": _clean(target, 256),
+        "details": body,
     }
-    session.info.setdefault(_PENDING, []).append({**entry, "details": body})
+    session.info.setdefault(_PENDING, []).append(entry)
 
 
 @event.listens_for(Session, "before_commit")
