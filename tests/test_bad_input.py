@@ -142,6 +142,34 @@ def test_invalid_utf8(client, auth, db, bank) -> None:
     assert _counts(db) == before
 
 
+def test_import_lines_with_fields_of_the_wrong_type_are_named_and_nothing_is_written(
+    client, auth, db, bank
+) -> None:
+    pdq = '"signals": {"pdq": "' + "0f" * 32 + '"}'
+    lines = [
+        "{" + pdq + ', "provenance": 5}',
+        "{" + pdq + ', "content_type": ["photo"]}',
+        "{" + pdq + ', "labels": "terrorism"}',
+        '{"signals": ["pdq"]}',
+        "{" + pdq + ', "variants": "crop90"}',
+        "{" + pdq + ', "content_type": "photo"}',
+    ]
+    before = _counts(db)
+    error = _assert_error(
+        client.post(
+            "/v1/banks/b/import",
+            content="\n".join(lines),
+            headers={**auth("lead"), "Content-Type": "application/x-ndjson"},
+        ),
+        422,
+        "nothing was imported",
+    )
+    messages = {e["line"]: e["message"] for e in error["detail"]["errors"]}
+    assert sorted(messages) == [1, 2, 3, 4, 5]
+    assert "provenance" in messages[1] and "content_type" in messages[2]
+    assert _counts(db) == before
+
+
 def test_malformed_json(client, auth, db) -> None:
     before = _counts(db)
     for body in (b'{"text": "hi"', b"[1, 2", b"nul", b""):

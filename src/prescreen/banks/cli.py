@@ -16,6 +16,7 @@ from prescreen.banks.models import BankKind
 from prescreen.core.cli_context import CLI_ACTOR, database, emit, err_console, fail, settings
 from prescreen.core.config import Settings
 from prescreen.core.errors import PrescreenError
+from prescreen.core.memory import collector_paused
 from prescreen.matching.service import refresh_snapshot
 from prescreen.screening.service import Hashed, hash_bytes, hash_text, hash_url
 from prescreen.signals.base import ContentKind
@@ -152,7 +153,7 @@ def import_file(
         fail(f"cannot read {file}: {exc}")
     source = f"import:{Path(str(file)).name}"
     try:
-        with Progress(console=err_console, transient=True) as progress:
+        with Progress(console=err_console, transient=True) as progress, collector_paused():
             task = progress.add_task("validating", total=len(lines))
             valid, report = service.validate_lines(
                 lines, service.PARSERS[fmt], source, skip_invalid,

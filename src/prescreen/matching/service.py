@@ -32,16 +32,17 @@ from prescreen.banks.models import (
     EntrySignal,
     SignalChange,
 )
-from prescreen.core.db import Database, utcnow
+from prescreen.core.db import Database, driver_chunks, utcnow
 from prescreen.core.errors import NotFound
 from prescreen.matching.feed import FeedCursor
-from prescreen.matching.index import PDQHashIndex, SignalIndex, built_index, make_index
+from prescreen.matching.index import IndexRows, PDQHashIndex, SignalIndex, make_index
 from prescreen.matching.pdq_index import PDQIndex
 from prescreen.signals.image_variants import TRIMMINGS, variant_parts
 from prescreen.signals.registry import all_types, index_kind
 
 log = logging.getLogger(__name__)
 _FETCH_CHUNK = 500
+_REBUILD_CHUNK = 100_000  # signals read and packed at a time when an index is rebuilt
 _RECENT_CHANGES = 10_000
 PDQ = "pdq"
 ORIGINAL = "original"
@@ -139,15 +140,19 @@ class Matcher:
             query = select(EntrySignal.id, EntrySignal.signal_type, EntrySignal.value)
             if snapshot is not None:
                 query = query.where(EntrySignal.signal_type != PDQ)
-            by_type: dict[str, tuple[list[int], list[str]]] = {}
-            count = 0
-            for signal_id, signal_type, value in session.execute(query).yield_per(100_000):
-                ids, values = by_type.setdefault(signal_type, ([], []))
-                ids.append(signal_id)
-                values.append(value)
-                count += 1
-            for signal_type, (ids, values) in by_type.items():
-                self._indexes[signal_type] = built_index(index_kind(signal_type), ids, values)
+            rows: dict[str, IndexRows] = {}
+            for chunk in driver_chunks(session, query, _REBUILD_CHUNK):
+                by_type: dict[str, tuple[list[int], list[str]]] = defaultdict(lambda: ([], []))
+                for signal_id, signal_type, value in chunk:
+                    ids, values = by_type[signal_type]
+                    ids.append(signal_id)
+                    values.append(value)
+                for signal_type, (ids, values) in by_type.items():
+                    if signal_type not in rows:
+                        rows[signal_type] = IndexRows(index_kind(signal_type))
+                    rows[signal_type].add(ids, values)
+            count = sum(len(column) for column in rows.values())
+            self._indexes = {signal_type: column.build() for signal_type, column in rows.items()}
             self.loaded = True
             if snapshot is not None:
                 self._indexes[PDQ] = snapshot[0]
