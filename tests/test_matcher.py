@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prescreen.banks.service import NewEntry, add_entries, create_bank, delete_entry, get_entry
+from prescreen.matching import service as matching
 from prescreen.matching.service import Matcher
 from prescreen.signals.image import pdq_distance
 
@@ -98,3 +100,31 @@ def test_a_snapshot_from_another_database_is_ignored(db, tmp_path) -> None:
         matcher.rebuild(session)
         assert [m.entry for m in matcher.lookup(session, {"pdq": _hex(7)})] == [entry.id]
     assert json.loads((snapshots / "pdq.json").read_text())["cursor"] < 10**9
+
+
+def test_a_bulk_import_bigger_than_the_index_is_read_afresh_once_and_shared(
+    db, tmp_path, monkeypatch, caplog
+) -> None:
+    """A process that finds more pending changes than its index holds reads the bank tables
+    instead of replaying them, saves the snapshot, and the next process maps that snapshot."""
+    monkeypatch.setattr(matching, "CATCH_UP", 20)
+    monkeypatch.setattr(matching, "REBUILD_BEYOND", 50)
+    snapshots = tmp_path / "index"
+    with db.session() as session:
+        bank = create_bank(session, "bulk")
+        (old,) = add_entries(session, bank, [NewEntry.validated({"pdq": _hex(1)})], "test")
+        first, second = Matcher(snapshot_dir=snapshots), Matcher(snapshot_dir=snapshots)
+        first.rebuild(session)
+        second.rebuild(session)
+        rng = random.Random(5)
+        values = [_hex(rng.getrandbits(256)) for _ in range(120)]  # ~128 bits apart
+        added = add_entries(session, bank, [NewEntry.validated({"pdq": v}) for v in values], "t")
+        delete_entry(session, get_entry(session, bank, old.id))
+    caplog.set_level("INFO", logger="prescreen.matching.service")
+    with db.session() as session:
+        for matcher in (first, second):
+            assert [m.entry for m in matcher.lookup(session, {"pdq": values[77]})] == [added[77].id]
+            assert matcher.lookup(session, {"pdq": _hex(1)}) == []
+            assert matcher.size()["pdq"] == 120
+    assert [r.message for r in caplog.records].count("indexes rebuilt") == 1
+    assert json.loads((snapshots / "pdq.json").read_text())["signals"] == 120

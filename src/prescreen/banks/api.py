@@ -18,10 +18,11 @@ from prescreen.banks.models import BankKind
 from prescreen.core.auth import Actor, Role
 from prescreen.core.config import Settings
 from prescreen.core.db import Database
-from prescreen.core.deps import SESSION, get_db, get_settings, require
+from prescreen.core.deps import SESSION, get_db, get_matcher, get_settings, require
 from prescreen.core.errors import InvalidInput
 from prescreen.core.validation import BANK_NAME_PATTERN, MAX_ROW_ID, CleanStr, clean_text
 from prescreen.jobs.service import job_to_dict
+from prescreen.matching.service import Matcher
 from prescreen.screening.service import hash_bytes
 from prescreen.signals.detect import decode_text
 from prescreen.signals.logo import logo_value
@@ -311,6 +312,7 @@ async def import_entries(
     ),
     actor: Actor = Depends(require(*WRITERS)),
     db: Database = Depends(get_db),
+    matcher: Matcher = Depends(get_matcher),
 ) -> dict | JSONResponse:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     fmt = "hma-csv" if media_type == "text/csv" else "ndjson"
@@ -338,7 +340,9 @@ async def import_entries(
                 source=f"import:{fmt}",
                 skip_invalid=skip_invalid,
             )
-            return report.to_dict()
+        with db.session(readonly=True) as session:
+            matcher.sync(session)  # index included: once answered, lookups find the entries
+        return report.to_dict()
 
     return await run_in_threadpool(queue if background else run)
 

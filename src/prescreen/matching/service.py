@@ -132,9 +132,14 @@ class Matcher:
     def rebuild(self, session: Session) -> None:
         """Load every stored signal (the PDQ index from its snapshot when that is current);
         the feed position is read first so nothing is missed."""
+        if self._rebuild(session, from_snapshot=True):
+            self.save_snapshot()
+
+    def _rebuild(self, session: Session, from_snapshot: bool) -> bool:
+        """`rebuild`, without saving; True when the PDQ index was built from the tables."""
         with self._lock:
             cursor = session.scalar(select(func.max(SignalChange.id))) or 0
-            snapshot = self._load_snapshot(cursor)
+            snapshot = self._load_snapshot(cursor) if from_snapshot else None
             self._indexes = {}
             self._forget_banks()
             query = select(EntrySignal.id, EntrySignal.signal_type, EntrySignal.value)
@@ -161,10 +166,10 @@ class Matcher:
                 log.info(
                     "indexes loaded", extra={"snapshot_cursor": snapshot[1], "applied": applied}
                 )
-                return
+                return False
             self._feed = _feed_at(session, cursor)
             log.info("indexes rebuilt", extra={"signals": count, "cursor": cursor})
-        self.save_snapshot()
+            return True
 
     def _load_snapshot(self, db_cursor: int) -> tuple[PDQHashIndex, int] | None:
         """The saved PDQ index and its feed position, unless missing, unreadable or from
@@ -278,7 +283,14 @@ class Matcher:
                     if cursor > self._feed.position:
                         self._feed = _feed_at(session, cursor)
                 return applied + self._apply(session.execute(*self._pending()).yield_per(CATCH_UP))
-            applied = self._apply(session.execute(*self._pending()).yield_per(CATCH_UP))
+            before = self._feed.position
+            if newest - before > max(REBUILD_BEYOND, self.size().get(PDQ, 0)):
+                # More changes than the index holds (a bulk import into a small bank): reading
+                # every signal is cheaper than replaying them (1M: 4.5 against 16 s).
+                self._rebuild(session, from_snapshot=False)
+                applied = self._feed.position - before
+            else:
+                applied = self._apply(session.execute(*self._pending()).yield_per(CATCH_UP))
             if self._save_snapshot_locked(compact=True):
                 mapped = PDQHashIndex(PDQIndex.load(self.snapshot_dir / "pdq"))
                 with self._lock:
