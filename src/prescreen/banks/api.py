@@ -328,18 +328,18 @@ async def import_entries(
         )
 
     def run() -> dict:
-        text = decode_text(body, "the import body")
+        lines = decode_text(body, "the import body").splitlines()
+        source = f"import:{fmt}"
+        with db.session(readonly=True) as session:
+            service.get_bank(session, name)  # a missing bank is named before the lines are read
+        # Validated before the write transaction: on SQLite it holds the one writer's lock,
+        # and every other write (screening decisions) waits while it is open.
+        valid, report = service.validate_lines(lines, service.PARSERS[fmt], source, skip_invalid)
+        del lines
         with db.session() as session:
             bank = service.get_bank(session, name)
-            report = service.import_lines(
-                session,
-                bank,
-                text.splitlines(),
-                service.PARSERS[fmt],
-                added_by=actor.label,
-                source=f"import:{fmt}",
-                skip_invalid=skip_invalid,
-            )
+            service.write_import(session, bank, valid, report, actor.label, source)
+        del valid
         with db.session(readonly=True) as session:
             matcher.sync(session)  # index included: once answered, lookups find the entries
         return report.to_dict()

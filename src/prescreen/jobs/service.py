@@ -23,7 +23,7 @@ from prometheus_client import Counter
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from prescreen.core.db import Database, utcnow
+from prescreen.core.db import Database, DatabaseUnavailable, utcnow
 from prescreen.core.errors import NotFound, PrescreenError
 from prescreen.core.memory import release_free_memory
 from prescreen.jobs.models import Job, JobBlob, JobStatus
@@ -282,6 +282,9 @@ class Worker:
             try:
                 if not self.run_one():
                     self._stop.wait(poll_seconds)
+            except DatabaseUnavailable as exc:  # busy (a long SQLite write) or down: no traceback
+                log.warning("database unavailable; retrying", extra={"error": exc.message})
+                self._stop.wait(poll_seconds * 4)
             except Exception:
                 log.exception("worker loop error; retrying")
                 self._stop.wait(poll_seconds * 4)
