@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -26,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from http_screen import PRESCREEN, cli, free_port, log, wait_ready, write_bank_file
+from http_screen import PRESCREEN, cli, free_port, log, stop_server, wait_ready, write_bank_file
 
 
 def timed_cli_import(root: Path, bank_file: Path) -> float:
@@ -66,11 +65,7 @@ def timed_api_import(root: Path, bank_file: Path, last: str) -> dict[str, float]
             raise SystemExit("the first lookup after the import did not find the last entry")
         return {"api_s": api_s, "first_lookup_s": time.perf_counter() - looked}
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_server(server)
 
 
 def _env(root: Path) -> dict[str, str]:

@@ -152,6 +152,15 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise SystemExit("the server did not become ready")
 
 
+def stop_server(server: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group, SIGKILL if it has not stopped within 30 s."""
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+
+
 def wait_retroscanned(url: str, key: str, entries: int, timeout: float) -> float:
     """Seconds until the server's background retro-scan has gone through the imported entries
     (it starts with the server and scans them once against stored content): measured runs then
@@ -419,11 +428,7 @@ def main() -> None:
         results["memory_quiet"] = memory_mb(server.pid)
         log(f"memory {QUIET_S:.0f} s after the last run: {json.dumps(results['memory_quiet'])}")
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_server(server)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     if args.json:
