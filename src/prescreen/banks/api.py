@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated
 
@@ -19,7 +20,7 @@ from prescreen.core.auth import Actor, Role
 from prescreen.core.config import Settings
 from prescreen.core.db import Database
 from prescreen.core.deps import SESSION, get_db, get_matcher, get_settings, require
-from prescreen.core.errors import InvalidInput
+from prescreen.core.errors import InvalidInput, PrescreenError
 from prescreen.core.validation import BANK_NAME_PATTERN, MAX_ROW_ID, CleanStr, clean_text
 from prescreen.jobs.service import job_to_dict
 from prescreen.matching.service import Matcher
@@ -27,6 +28,7 @@ from prescreen.screening.service import hash_bytes
 from prescreen.signals.detect import decode_text
 from prescreen.signals.logo import logo_value
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/banks", tags=["banks"])
 READERS = (Role.integrator, Role.moderator, Role.lead, Role.auditor)
 WRITERS = (Role.lead,)
@@ -340,8 +342,11 @@ async def import_entries(
             bank = service.get_bank(session, name)
             service.write_import(session, bank, valid, report, actor.label, source)
         del valid
-        with db.session(readonly=True) as session:
-            matcher.sync(session)  # index included: once answered, lookups find the entries
+        try:  # index included: once answered, this worker's lookups find the entries
+            with db.session(readonly=True) as session:
+                matcher.sync(session)
+        except PrescreenError as exc:  # stored all the same: the next lookup catches up
+            log.warning("imported entries not indexed yet", extra={"error": exc.message})
         return report.to_dict()
 
     return await run_in_threadpool(queue if background else run)

@@ -285,8 +285,8 @@ class Matcher:
                 return applied + self._apply(session.execute(*self._pending()).yield_per(CATCH_UP))
             before = self._feed.position
             if newest - before > max(REBUILD_BEYOND, self.size().get(PDQ, 0)):
-                # More changes than the index holds (a bulk import into a small bank): reading
-                # every signal is cheaper than replaying them (1M: 4.5 against 16 s).
+                # More changes than the index holds (a bulk import that more than doubles it):
+                # reading every signal is cheaper than replaying them (1M: 4.5 against 16 s).
                 self._rebuild(session, from_snapshot=False)
                 applied = self._feed.position - before
             else:
