@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from datetime import timedelta
 from typing import Annotated
 
@@ -87,10 +88,20 @@ def worker(
         lease=timedelta(seconds=cfg.job_lease_seconds),
         context={"settings": cfg, "matcher": matcher()},
     )
-    try:
-        runner.run_forever()
-    except KeyboardInterrupt:
+    asked = 0
+
+    def stop(_signum: int, _frame: object) -> None:
+        """SIGTERM (systemd, Kubernetes, `kill`) or SIGINT: finish and store the job in hand,
+        then exit. Asked again: exit now; that job is redone once its lease expires."""
+        nonlocal asked
+        asked += 1
+        if asked > 1:
+            raise SystemExit(130)
         runner.stop()
+
+    for stopping in (signal.SIGTERM, signal.SIGINT):  # whatever the starting shell ignored
+        signal.signal(stopping, stop)
+    runner.run_forever()
 
 
 @apikey_app.command("create")
