@@ -330,7 +330,8 @@ def test_a_write_is_answered_only_once_it_is_committed(client, auth, db, caplog)
     assert failed.status_code == 503, failed.text
     assert failed.json()["error"]["code"] == "database_unavailable"
     logged = [r for r in caplog.records if r.getMessage().startswith("database error")]
-    assert [(r.error, r.committing) for r in logged] == [("database is locked", True)]
+    # (the app's in-process job worker may commit meanwhile and be refused too)
+    assert ("database is locked", True) in [(r.error, r.committing) for r in logged]
     assert client.get("/v1/banks/never", headers=auth("lead")).status_code == 404
     created = client.post("/v1/banks", json={"name": "kept"}, headers=auth("lead"))
     assert created.status_code == 201
