@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from tests.media import encode, jpeg, photo
 
+from prescreen.banks.models import Bank
+from prescreen.banks.service import NewEntry, add_entries
+from prescreen.core.db import Database
 from prescreen.screening.models import Content, Decision
 from prescreen.signals.image import decode_image, pdq_hash
 
@@ -235,6 +240,52 @@ def test_lookup_filters_by_bank(client, auth) -> None:
         "/v1/lookup", json={"signals": {"pdq": pdq}, "banks": ["b"]}, headers=auth("integrator")
     )
     assert [m["bank"] for m in only_b.json()["matches"]] == ["b"]
+
+
+def _image_pdq(client, auth, data) -> str:
+    hashed = client.post(
+        "/v1/hash", files={"file": ("x.jpg", data, "image/jpeg")}, headers=auth("integrator")
+    )
+    return hashed.json()["signals"]["pdq"]
+
+
+def test_a_lookup_matches_what_another_process_added_a_moment_before(client, auth, db) -> None:
+    _bank(client, auth, "shared")
+    body = {"signals": {"pdq": _image_pdq(client, auth, jpeg(22))}}
+    missed = client.post("/v1/lookup", json=body, headers=auth("integrator"))
+    assert missed.json() == {"matches": []}
+    other_process = Database(db.url)  # the CLI, another worker: its own engine and pool
+    with other_process.session() as session:
+        bank = session.scalars(select(Bank).where(Bank.name == "shared")).one()
+        add_entries(session, bank, [NewEntry({"pdq": body["signals"]["pdq"]})], added_by="cli")
+    other_process.dispose()
+    for _ in range(2):  # the first applies the change, the second reads the index as it is
+        found = client.post("/v1/lookup", json=body, headers=auth("integrator")).json()
+        assert [(m["bank"], m["distance"]) for m in found["matches"]] == [("shared", 0)]
+
+
+def test_requests_are_answered_while_a_lookup_waits_for_a_busy_index(client, auth) -> None:
+    """A lookup that finds the index held by another thread (one applying a bulk import holds
+    it for seconds) waits in a request thread, not on the event loop: health checks and other
+    requests go on being answered, and the lookup is answered once the index is free."""
+    _bank(client, auth, "busy")
+    data = jpeg(21)
+    _add_image(client, auth, "busy", data)
+    body = {"signals": {"pdq": _image_pdq(client, auth, data)}}
+    assert client.post("/v1/lookup", json=body, headers=auth("integrator")).status_code == 200
+    index = client.app.state.matcher._lock
+    with ThreadPoolExecutor(2) as pool:
+        index.acquire()
+        try:
+            waiting = pool.submit(client.post, "/v1/lookup", json=body, headers=auth("integrator"))
+            time.sleep(0.3)
+            assert not waiting.done()
+            health = pool.submit(client.get, "/healthz").result(timeout=5)
+            assert health.json() == {"status": "ok"}
+        finally:
+            index.release()
+        found = waiting.result(timeout=10).json()
+    assert [m["bank"] for m in found["matches"]] == ["busy"]
 
 
 def test_every_decision_is_stored_and_readable(client, auth, db) -> None:

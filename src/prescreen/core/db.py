@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.types import TypeDecorator
 
 from prescreen.core.errors import PrescreenError
@@ -203,6 +204,14 @@ class Database:
             raise
         finally:
             session.close()
+
+    def reads_at_once(self) -> bool:
+        """Whether a short read can run on the event loop without stalling it: on SQLite a read
+        is a local file read that takes no lock (WAL mode), never a network round trip, and
+        a pooled connection is idle, so taking it does not wait for another thread's."""
+        pool = self.engine.pool
+        idle = isinstance(pool, QueuePool) and pool.checkedin() > 0  # not in-memory databases
+        return self.engine.dialect.name == "sqlite" and idle
 
     def retrying(
         self, work: Callable[[Session], T], attempts: int = 5, idempotent: bool = False
