@@ -7,7 +7,8 @@ signal ids and values; banks, entries and thresholds are applied by the matcher.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -130,6 +131,26 @@ class IndexRows:
         index = make_index(self.index_kind)
         index.add(ids.tolist(), self._values)
         return index
+
+
+def gather_by_type(
+    columns: dict[str, IndexRows],
+    rows: Iterable[tuple[int, str, str]],
+    kind_of: Callable[[str], str | None],
+) -> None:
+    """Add a chunk of `(signal id, signal type, value)` rows to each type's `IndexRows`, made
+    on first use with the index kind `kind_of` gives (None: the type is left out)."""
+    by_type: dict[str, tuple[list[int], list[str]]] = defaultdict(lambda: ([], []))
+    for signal_id, signal_type, value in rows:
+        ids, values = by_type[signal_type]
+        ids.append(signal_id)
+        values.append(value)
+    for signal_type, (ids, values) in by_type.items():
+        if signal_type not in columns:
+            if (kind := kind_of(signal_type)) is None:
+                continue
+            columns[signal_type] = IndexRows(kind)
+        columns[signal_type].add(ids, values)
 
 
 def make_index(index_kind: str) -> SignalIndex:

@@ -35,7 +35,13 @@ from prescreen.banks.models import (
 from prescreen.core.db import Database, driver_chunks, utcnow
 from prescreen.core.errors import NotFound
 from prescreen.matching.feed import FeedCursor
-from prescreen.matching.index import IndexRows, PDQHashIndex, SignalIndex, make_index
+from prescreen.matching.index import (
+    IndexRows,
+    PDQHashIndex,
+    SignalIndex,
+    gather_by_type,
+    make_index,
+)
 from prescreen.matching.pdq_index import PDQIndex
 from prescreen.signals.image_variants import TRIMMINGS, variant_parts
 from prescreen.signals.registry import all_types, index_kind
@@ -147,15 +153,7 @@ class Matcher:
                 query = query.where(EntrySignal.signal_type != PDQ)
             rows: dict[str, IndexRows] = {}
             for chunk in driver_chunks(session, query, _REBUILD_CHUNK):
-                by_type: dict[str, tuple[list[int], list[str]]] = defaultdict(lambda: ([], []))
-                for signal_id, signal_type, value in chunk:
-                    ids, values = by_type[signal_type]
-                    ids.append(signal_id)
-                    values.append(value)
-                for signal_type, (ids, values) in by_type.items():
-                    if signal_type not in rows:
-                        rows[signal_type] = IndexRows(index_kind(signal_type))
-                    rows[signal_type].add(ids, values)
+                gather_by_type(rows, chunk, index_kind)
             count = sum(len(column) for column in rows.values())
             self._indexes = {signal_type: column.build() for signal_type, column in rows.items()}
             self.loaded = True

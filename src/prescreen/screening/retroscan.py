@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import uuid
 from array import array
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,7 +35,7 @@ from prescreen.core.errors import Conflict, InvalidInput, NotFound
 from prescreen.jobs.models import Job
 from prescreen.jobs.service import JobContext, enqueue, job_handler
 from prescreen.matching.feed import FeedCursor
-from prescreen.matching.index import IndexRows, SignalIndex
+from prescreen.matching.index import IndexRows, SignalIndex, gather_by_type
 from prescreen.matching.service import Matcher
 from prescreen.screening.hooks import Screened, announce
 from prescreen.screening.models import Content, Decision
@@ -222,23 +221,20 @@ def _probe_index(session: Session, signal_ids: Sequence[int]) -> ProbeIndex:
         .join(Bank, BankEntry.bank_id == Bank.id)
         .where(Bank.kind != BankKind.allow.value)
     )
-    types = all_types()
     rows: dict[str, IndexRows] = {}
     entries = array("q")
     for start in range(0, len(signal_ids), _CHUNK):
         chunk = list(signal_ids[start : start + _CHUNK])
-        by_type: dict[str, tuple[list[int], list[str]]] = defaultdict(lambda: ([], []))
-        for signal_id, entry_id, signal_type, value in session.execute(
-            query.where(EntrySignal.id.in_(chunk))
-        ):
-            entries.append(entry_id)
-            by_type[signal_type][0].append(signal_id)
-            by_type[signal_type][1].append(value)
-        for signal_type, (ids, values) in by_type.items():
-            if signal_type in types:  # a type no longer registered is counted, not probed
-                column = rows.setdefault(signal_type, IndexRows(types[signal_type].index_kind))
-                column.add(ids, values)
+        found = session.execute(query.where(EntrySignal.id.in_(chunk))).all()
+        entries.extend(row.entry_id for row in found)
+        gather_by_type(rows, ((r.id, r.signal_type, r.value) for r in found), _kind_if_registered)
     return ProbeIndex(rows, np.frombuffer(entries, dtype=np.int64))
+
+
+def _kind_if_registered(signal_type: str) -> str | None:
+    """A type no longer registered is counted, not probed."""
+    found = all_types().get(signal_type)
+    return found.index_kind if found is not None else None
 
 
 def _act(
