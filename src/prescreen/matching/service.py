@@ -333,10 +333,10 @@ class Matcher:
     def lookup_now(
         self, session: Session, signals: dict[str, Any], banks: Iterable[str] | None = None
     ) -> list[Match] | None:
-        """`lookup` for a caller that must not wait: the event loop, which a hand-over to a
-        thread costs a quarter of a millisecond. None (ask `lookup` instead) when the index
-        is not loaded, has changes to apply first, or is held by another thread (one applying
-        a bulk import holds it for seconds)."""
+        """`lookup` for a caller that must not wait, the event loop (handing a lookup to a
+        thread and back costs about a quarter of a millisecond). None, to ask `lookup`
+        instead, when the index is not loaded, has changes to apply first, or is held by
+        another thread (one applying a bulk import holds it for seconds)."""
         if not self.loaded or session.connection().execute(*self._pending()).first():
             return None
         if not self._lock.acquire(blocking=False):
