@@ -44,10 +44,8 @@ SESSION = Depends(get_session, scope="function")
 
 
 def require(*roles: Role) -> Callable[..., Awaitable[Actor]]:
-    """A dependency that authenticates the caller and checks its role (admins pass everywhere).
-
-    It runs on the event loop: a key verified moments ago is answered from memory, and only a
-    new one costs a database read, in the thread pool."""
+    """A dependency that authenticates the caller by its bearer token or `X-API-Key` header
+    and checks its role (admins pass everywhere)."""
     allowed = frozenset(roles)
 
     async def dependency(
@@ -56,12 +54,19 @@ def require(*roles: Role) -> Callable[..., Awaitable[Actor]]:
         header_key: str | None = Depends(api_key_header),
     ) -> Actor:
         presented = credentials.credentials if credentials else header_key
-        state = request.app.state
-        ttl = state.settings.auth_cache_seconds
-        actor = VERIFIED_KEYS.get(presented, ttl) if presented and ttl > 0 else None
-        if actor is None:
-            actor = await run_in_threadpool(authenticate_cached, state.db, presented, ttl)
-        check_role(actor, allowed)
-        return actor
+        return await authorized(request, presented, allowed)
 
     return dependency
+
+
+async def authorized(request: Request, presented: str | None, allowed: frozenset[Role]) -> Actor:
+    """The actor holding the `presented` key, if its role is allowed. On the event loop: a key
+    verified moments ago is answered from memory, and only a new one costs a database read,
+    in the thread pool."""
+    state = request.app.state
+    ttl = state.settings.auth_cache_seconds
+    actor = VERIFIED_KEYS.get(presented, ttl) if presented and ttl > 0 else None
+    if actor is None:
+        actor = await run_in_threadpool(authenticate_cached, state.db, presented, ttl)
+    check_role(actor, allowed)
+    return actor

@@ -14,7 +14,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -29,13 +29,14 @@ from starlette.exceptions import HTTPException
 
 from prescreen.banks import service as banks
 from prescreen.banks.models import Bank, BankEntry, EntrySignal, SignalChange
-from prescreen.core.auth import Actor, Role, authenticate, check_role
+from prescreen.core.auth import Actor, Role
 from prescreen.core.config import Settings
 from prescreen.core.db import Database
-from prescreen.core.deps import SESSION, get_db, get_matcher, get_settings
+from prescreen.core.deps import SESSION, authorized, get_db, get_matcher, get_settings
 from prescreen.core.errors import Forbidden, InvalidInput, NotFound, PrescreenError
 from prescreen.core.validation import MAX_ROW_ID
 from prescreen.exchange.models import EntryProvenance
+from prescreen.matching.api import matches_for
 from prescreen.matching.service import Match, Matcher
 from prescreen.screening.service import Hashed, hash_bytes
 from prescreen.signals.base import ContentKind
@@ -93,14 +94,12 @@ def _presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def hma_require(*roles: Role) -> Callable[..., Actor]:
+def hma_require(*roles: Role) -> Callable[..., Awaitable[Actor]]:
+    """HMA's clients present their key as basic auth, a bearer token or `X-API-Key`."""
     allowed = frozenset(roles)
 
-    def dependency(request: Request, db: Database = Depends(get_db)) -> Actor:
-        with db.session(readonly=True) as session:
-            actor = authenticate(session, _presented_key(request))
-        check_role(actor, allowed)
-        return actor
+    async def dependency(request: Request) -> Actor:
+        return await authorized(request, _presented_key(request), allowed)
 
     return dependency
 
@@ -352,15 +351,15 @@ def _bank_filter(banks_param: str | None) -> set[str] | None:
     return {name.strip() for name in banks_param.split(",") if name.strip()}
 
 
-def _search(
-    session: Session, matcher: Matcher, signal_type: str, value: str, only: set[str] | None
+async def _search(
+    db: Database, matcher: Matcher, signal_type: str, value: str, only: set[str] | None
 ) -> list[Match]:
     prescreen_type = _hma_signal_type(signal_type)
     try:
         normalized = all_types()[prescreen_type].normalize(value)
     except (ValueError, PrescreenError) as exc:
         raise InvalidInput(f"invalid {signal_type} signal") from exc
-    matches = matcher.lookup(session, {prescreen_type: normalized})
+    matches = await matches_for(db, matcher, {prescreen_type: normalized})
     return [m for m in matches if only is None or m.bank in only]
 
 
@@ -376,31 +375,31 @@ def _by_bank(matches: list[Match]) -> dict[str, list[dict[str, Any]]]:
 
 
 @router.get("/m/raw_lookup", summary="HMA: bank content ids matching a signal")
-def hma_raw_lookup(
+async def hma_raw_lookup(
     signal_type: str = Query(...),
     signal: str = Query(..., max_length=10_000),
     include_distance: bool = Query(False),
     banks_param: str | None = Query(None, alias="banks"),
     _actor: Actor = Depends(hma_require(*MATCHERS)),
-    session: Session = SESSION,
+    db: Database = Depends(get_db),
     matcher: Matcher = Depends(get_matcher),
 ) -> dict:
-    matches = _search(session, matcher, signal_type, signal, _bank_filter(banks_param))
+    matches = await _search(db, matcher, signal_type, signal, _bank_filter(banks_param))
     if include_distance:
         return {"matches": [_hit(m) for m in matches]}
     return {"matches": [m.entry for m in matches]}
 
 
 @router.get("/m/lookup", summary="HMA: matches for a signal, by bank")
-def hma_lookup_signal(
+async def hma_lookup_signal(
     signal_type: str = Query(...),
     signal: str = Query(..., max_length=10_000),
     banks_param: str | None = Query(None, alias="banks"),
     _actor: Actor = Depends(hma_require(*MATCHERS)),
-    session: Session = SESSION,
+    db: Database = Depends(get_db),
     matcher: Matcher = Depends(get_matcher),
 ) -> dict:
-    return _by_bank(_search(session, matcher, signal_type, signal, _bank_filter(banks_param)))
+    return _by_bank(await _search(db, matcher, signal_type, signal, _bank_filter(banks_param)))
 
 
 @router.post("/m/lookup", summary="HMA: hash an upload and look it up, by signal type and bank")
@@ -417,12 +416,7 @@ async def hma_lookup_upload(
     only = _bank_filter(banks_param)
     if not all(hashes.values()):
         raise InvalidInput("the photo's PDQ quality is too low to match (invalid signal)")
-
-    def look() -> dict:
-        with db.session(readonly=True) as session:
-            return {t: _by_bank(_search(session, matcher, t, v, only)) for t, v in hashes.items()}
-
-    return await run_in_threadpool(look)
+    return {t: _by_bank(await _search(db, matcher, t, v, only)) for t, v in hashes.items()}
 
 
 @router.post("/m/compare", summary="HMA: compare pairs of signals")

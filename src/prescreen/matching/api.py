@@ -36,17 +36,22 @@ async def lookup(
     db: Database = Depends(get_db),
     matcher: Matcher = Depends(get_matcher),
 ) -> dict:
-    signals = normalize_signals(body.signals)
+    matches = await matches_for(db, matcher, normalize_signals(body.signals), body.banks)
+    return {"matches": [m.to_dict() for m in matches]}
+
+
+async def matches_for(
+    db: Database, matcher: Matcher, signals: dict[str, str], banks: list[str] | None = None
+) -> list[Match]:
+    """`Matcher.lookup`, answered on the event loop where that cannot stall it (a hand-over
+    to the thread pool and back was a quarter of a lookup's time, docs/benchmarks.md) and in
+    the pool otherwise."""
 
     def run(at_once: bool) -> list[Match] | None:
         with db.session(readonly=True) as session:
             if at_once:
-                return matcher.lookup_now(session, signals, banks=body.banks)
-            return matcher.lookup(session, signals, banks=body.banks)
+                return matcher.lookup_now(session, signals, banks=banks)
+            return matcher.lookup(session, signals, banks=banks)
 
-    # Answered on the event loop where that cannot stall it: a hand-over to the thread pool
-    # and back was a quarter of the route's time (docs/benchmarks.md).
-    matches = run(at_once=True) if db.reads_at_once() else None
-    if matches is None:
-        matches = await run_in_threadpool(run, False)
-    return {"matches": [m.to_dict() for m in matches]}
+    found = run(at_once=True) if db.reads_at_once() else None
+    return found if found is not None else await run_in_threadpool(run, False)
