@@ -21,6 +21,7 @@ from numba import njit
 
 from prescreen.matching.pdq_index import _popcount
 from prescreen.signals.logo import LogoFeatures, confidence, decode_features
+from prescreen.signals.opencv import opencv
 
 MAX_HAMMING = 64  # of 256 bits: a worse descriptor match is noise
 RATIO = 0.9  # best must be this much closer than its rival (see _tentative_matches)
@@ -243,7 +244,7 @@ def _fit(
 
     A pasted logo or watermark is scaled, not warped: four degrees of freedom need fewer
     agreeing matches than a full homography and leave noise less room to agree by chance."""
-    import cv2
+    cv2 = opencv()
 
     transform, mask = cv2.estimateAffinePartial2D(
         ref_xy, query_xy, method=cv2.RANSAC, ransacReprojThreshold=REPROJECTION_PX,
@@ -286,7 +287,7 @@ def appearance(
     """Normalised cross-correlation of the reference's opaque pixels with the upload's pixels
     where the transform puts them: high for the logo even half transparent over a photo,
     near zero where chance keypoint matches agreed on a transform."""
-    import cv2
+    cv2 = opencv()
 
     if query.pixels is None or logo.pixels is None or logo.mask is None:
         return 0.0

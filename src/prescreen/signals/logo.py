@@ -30,6 +30,7 @@ import numpy as np
 
 from prescreen.core.errors import InvalidInput
 from prescreen.signals.base import ContentKind, SignalType, Upload
+from prescreen.signals.opencv import opencv
 from prescreen.signals.registry import register
 
 PREFIX = "orb1:"
@@ -70,7 +71,7 @@ class LogoFeatures:
     def halved(self, times: int) -> np.ndarray:
         """The pixels box-averaged down by 2**times (0: the pixels themselves)."""
         assert self.pixels is not None
-        cv2 = _cv2()
+        cv2 = opencv()
         levels = self.halvings
         while len(levels) < times:
             source = levels[-1] if levels else self.pixels
@@ -80,15 +81,8 @@ class LogoFeatures:
         return levels[times - 1] if times else self.pixels
 
 
-def _cv2() -> Any:
-    import cv2
-
-    cv2.setNumThreads(1)
-    return cv2
-
-
 def _orb(features: int, fast_threshold: int = 12) -> Any:
-    cv2 = _cv2()
+    cv2 = opencv()
     return cv2.ORB_create(
         nfeatures=features,
         scaleFactor=1.25,
@@ -115,7 +109,7 @@ def _grey_on_mid(image: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def reference_features(image: Any) -> LogoFeatures:
     """Features of a reference logo (a PIL image, transparency allowed), at several sizes."""
-    cv2 = _cv2()
+    cv2 = opencv()
     grey, alpha = _grey_on_mid(image)
     height, width = grey.shape
     scale = REFERENCE_SIDE / max(width, height)
@@ -150,7 +144,7 @@ def query_features(grey: np.ndarray, max_features: int = QUERY_FEATURES) -> Logo
     """Features of an upload (a greyscale array), downscaled to `QUERY_MAX_SIDE`, with the
     keypoints shared out over a grid so a textured area cannot starve a small logo elsewhere.
     Points are in the given array's pixels."""
-    cv2 = _cv2()
+    cv2 = opencv()
     height, width = grey.shape
     scale = min(1.0, QUERY_MAX_SIDE / max(width, height))
     work = grey
@@ -170,7 +164,7 @@ def _spread(keypoints: Any, shape: tuple[int, ...], limit: int) -> list[Any]:
     """The strongest keypoints of each grid cell, `limit` in all."""
     if len(keypoints) <= limit:
         return list(keypoints)
-    cv2 = _cv2()
+    cv2 = opencv()
     columns, rows = QUERY_GRID
     height, width = shape[:2]
     per_cell = max(1, limit // (columns * rows))

@@ -29,6 +29,8 @@ from functools import cache
 
 import numpy as np
 
+from prescreen.signals.opencv import opencv
+
 log = logging.getLogger(__name__)
 
 DEFAULT_LANGUAGES = "eng+ara"
@@ -83,7 +85,7 @@ def text_regions(
     """Up to `max_regions` boxes (x, y, w, h in `grey`'s pixels) that look like lines of text:
     strong strokes, much wider than tall, of caption height. Best first. A box that merely
     frames another (the band behind a caption) gives way to the line inside it."""
-    import cv2
+    cv2 = opencv()
 
     height, width = grey.shape
     scale = min(1.0, DETECT_WIDTH / width)
@@ -151,7 +153,7 @@ def shows_lettering(grey: np.ndarray) -> bool:
 def _marks(grey: np.ndarray, box: tuple[int, int, int, int]) -> int:
     """Connected blobs of ink in the box, ink being its minority class after Otsu (the
     letters, whether dark on light or light on dark)."""
-    import cv2
+    cv2 = opencv()
 
     x, y, w, h = box
     _, light = cv2.threshold(
@@ -212,7 +214,7 @@ def prepare_line(
     Tesseract reads a single line at the height of the whole image it is given and is thrown
     by clutter at its edges, so the margin is the ground's own shade rather than whatever
     surrounds the box (the photo, a caption band's edge)."""
-    import cv2
+    cv2 = opencv()
 
     x, y, w, h = box
     grow = max(1, h // 10)  # letters' extremities the detector's box may clip
@@ -518,7 +520,7 @@ def likely_order(line: np.ndarray, languages: list[str]) -> list[str]:
     first model tried. Arabic script hangs on a baseline: one row of a line holds far more ink
     than the average row (measured on rendered captions: 2.6-4.7 times for Arabic, 1.4-3.3 for
     Latin). A wrong guess costs a read, never a word."""
-    import cv2
+    cv2 = opencv()
 
     _, ink = cv2.threshold(line, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
     rows = ink.sum(axis=1)
