@@ -7,7 +7,7 @@ import os
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
         # CPU-bound work runs in the thread pool; more threads than this only add memory.
         to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
+        app.state.hashing_slots = CapacityLimiter(settings.hashing_threads)
         await run_in_threadpool(load)
         workers = [
             Worker(

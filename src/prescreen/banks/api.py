@@ -19,7 +19,7 @@ from prescreen.banks.models import BankKind
 from prescreen.core.auth import Actor, Role
 from prescreen.core.config import Settings
 from prescreen.core.db import Database
-from prescreen.core.deps import SESSION, get_db, get_matcher, get_settings, require
+from prescreen.core.deps import SESSION, get_db, get_matcher, get_settings, require, run_hashing
 from prescreen.core.errors import InvalidInput, PrescreenError
 from prescreen.core.validation import BANK_NAME_PATTERN, MAX_ROW_ID, CleanStr, clean_text
 from prescreen.jobs.service import job_to_dict
@@ -228,8 +228,8 @@ async def add_content(
     except ValueError as exc:
         raise InvalidInput(f"note {exc}") from exc
     data = await upload.read()
-    hashed = await run_in_threadpool(
-        hash_bytes, data, settings, upload.filename, upload.content_type, True
+    hashed = await run_hashing(
+        request, hash_bytes, data, settings, upload.filename, upload.content_type, True
     )
 
     def store() -> dict:

@@ -51,10 +51,16 @@ class Settings(BaseSettings):
     web_workers: int = Field(
         0, ge=0, description="HTTP worker processes started by `serve`; 0 = one per core"
     )
-    # Two per worker, with a worker per core: more only let requests contend for the GIL and
-    # hold more buffers (2 cores, 2 MP JPEGs at c=4 and c=16: the same throughput with 4, and
-    # about 50 MB more; 1 was slower; docs/benchmarks.md).
+    # Blocking work other than hashing uploads (lookups that cannot be answered on the event
+    # loop, reviews, imports): two per worker, so one slow request does not hold up the rest.
     request_threads: int = Field(2, ge=1, description="Threads per HTTP worker for blocking work")
+    # Uploads one worker hashes and screens at once. Two at once in one process contend for
+    # its GIL: on 2 cores with a worker per core, 2 MP JPEGs at c=4 screened at 93-96 req/s
+    # with p99 80 ms one at a time, against 86-92 req/s with p99 107-125 ms two at a time, and
+    # held 15 MB less (docs/benchmarks.md).
+    hashing_threads: int = Field(
+        1, ge=1, description="Uploads each HTTP worker hashes and screens at once"
+    )
     workers_in_process: int = Field(1, ge=0, description="Job workers started by `serve`")
     # A verified API key is trusted for this long without a database read; a revocation made
     # in another process takes at most this long to apply (0 checks every request).

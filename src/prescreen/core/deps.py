@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
+from anyio import to_thread
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -28,6 +30,15 @@ async def get_settings(request: Request) -> Settings:
 
 async def get_matcher(request: Request) -> Matcher:
     return request.app.state.matcher
+
+
+T = TypeVar("T")
+
+
+async def run_hashing(request: Request, work: Callable[..., T], *args: Any) -> T:
+    """Run CPU-bound work on an upload (hashing it, screening it) in a thread, as many at
+    once per worker as `hashing_threads` allows (see there why one)."""
+    return await to_thread.run_sync(work, *args, limiter=request.app.state.hashing_slots)
 
 
 def get_session(db: Database = Depends(get_db)) -> Iterator[Session]:

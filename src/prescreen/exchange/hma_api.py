@@ -32,7 +32,14 @@ from prescreen.banks.models import Bank, BankEntry, EntrySignal, SignalChange
 from prescreen.core.auth import Actor, Role
 from prescreen.core.config import Settings
 from prescreen.core.db import Database
-from prescreen.core.deps import SESSION, authorized, get_db, get_matcher, get_settings
+from prescreen.core.deps import (
+    SESSION,
+    authorized,
+    get_db,
+    get_matcher,
+    get_settings,
+    run_hashing,
+)
 from prescreen.core.errors import Forbidden, InvalidInput, NotFound, PrescreenError
 from prescreen.core.validation import MAX_ROW_ID
 from prescreen.exchange.models import EntryProvenance
@@ -225,11 +232,11 @@ async def _upload(request: Request, fields: set[str]) -> tuple[str, UploadFile, 
 
 
 async def _hash_upload(
-    kind: str, upload: UploadFile, settings: Settings, for_bank: bool = False
+    request: Request, kind: str, upload: UploadFile, settings: Settings, for_bank: bool = False
 ) -> Hashed:
     data = await upload.read()
-    hashed = await run_in_threadpool(
-        hash_bytes, data, settings, upload.filename, upload.content_type, for_bank
+    hashed = await run_hashing(
+        request, hash_bytes, data, settings, upload.filename, upload.content_type, for_bank
     )
     if hashed.kind.value != kind:
         raise InvalidInput(f"the {kind} field holds a {hashed.kind.value}")
@@ -254,7 +261,7 @@ async def hma_add_content(
     kind, upload, form = await _upload(request, {"metadata", "note"})
     metadata = _metadata(form.get("metadata"))
     note = str(form.get("note") or "")[:2000]
-    hashed = await _hash_upload(kind, upload, settings, for_bank=True)
+    hashed = await _hash_upload(request, kind, upload, settings, for_bank=True)
 
     def store() -> dict:
         with db.session() as session:
@@ -342,7 +349,8 @@ async def hma_hash(
     settings: Settings = Depends(get_settings),
 ) -> dict:
     kind, upload, _form = await _upload(request, set())
-    return _hma_hashes(await _hash_upload(kind, upload, settings), settings.min_pdq_quality)
+    hashed = await _hash_upload(request, kind, upload, settings)
+    return _hma_hashes(hashed, settings.min_pdq_quality)
 
 
 def _bank_filter(banks_param: str | None) -> set[str] | None:
@@ -412,7 +420,8 @@ async def hma_lookup_upload(
     settings: Settings = Depends(get_settings),
 ) -> dict:
     kind, upload, _form = await _upload(request, {"seed", "bypass_coinflip", "banks"})
-    hashes = _hma_hashes(await _hash_upload(kind, upload, settings), settings.min_pdq_quality)
+    hashed = await _hash_upload(request, kind, upload, settings)
+    hashes = _hma_hashes(hashed, settings.min_pdq_quality)
     only = _bank_filter(banks_param)
     if not all(hashes.values()):
         raise InvalidInput("the photo's PDQ quality is too low to match (invalid signal)")

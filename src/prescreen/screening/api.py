@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,7 +16,7 @@ from starlette.datastructures import UploadFile
 from prescreen.core.auth import Actor, Role
 from prescreen.core.config import Settings
 from prescreen.core.db import Database
-from prescreen.core.deps import SESSION, get_db, get_matcher, get_settings, require
+from prescreen.core.deps import SESSION, get_db, get_matcher, get_settings, require, run_hashing
 from prescreen.core.errors import InvalidInput, UnsupportedMedia
 from prescreen.core.validation import CleanStr, Identifier, Metadata
 from prescreen.matching.service import Matcher
@@ -216,7 +215,7 @@ async def screen_content(
             status_code=202,
         )
 
-    return await run_in_threadpool(decide)
+    return await run_hashing(request, decide)
 
 
 @router.post(
@@ -230,7 +229,7 @@ async def hash_content(
     settings: Settings = Depends(get_settings),
 ) -> dict:
     submission = await _read_request(request)
-    hashed = await run_in_threadpool(submission.hashed, settings, True)
+    hashed = await run_hashing(request, submission.hashed, settings, True)
     assert hashed is not None
     return {"content_type": hashed.kind.value, "signals": hashed.signals}
 
