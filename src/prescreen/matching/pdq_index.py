@@ -11,7 +11,11 @@ memory-mapped):
 
 * ``codes``: unique codes, ``(u, 4)`` uint64, sorted lexicographically. Table 0 indexes the
   top ``b`` bits of word 0, so it needs no permutation: its buckets are contiguous runs.
-* ``perms``: for tables 1..m-1, positions into ``codes`` sorted by that table's substring.
+* ``perms``: for tables 1..m-1, positions into ``codes`` sorted by that table's substring,
+  each in as few little-endian bytes as the index needs (3 up to 16M codes): ``(m-1, u, w)``
+  uint8. The tables are the largest part of the index (13 x 4 bytes per code at 1M codes
+  with 4-byte positions, against 32 bytes for the code itself), and a server holds them in
+  memory.
 * ``dirs``: per table, ``2**b + 1`` bucket offsets into the table's sorted order.
 * ``id_offsets`` / ``id_index``: CSR from each unique code to the indexes of its ids in
   ``id_keys`` (sorted ids), so identical codes are stored and verified once.
@@ -58,7 +62,10 @@ CODE_BITS = 256
 CODE_WORDS = 4
 DEFAULT_RADIUS = 31
 FORMAT_NAME = "prescreen-pdq-index"
-FORMAT_VERSION = 1
+# 2: positions in the tables packed into as few bytes as they need. A version 1 snapshot
+# (4-byte positions) is still read; an older release refuses a version 2 one and rebuilds.
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, FORMAT_VERSION)
 _MAX_PROBE_RADIUS = 6
 _AHEAD = 16  # how many candidates ahead to prefetch
 _MIN_TABLE_BITS = 4
@@ -124,6 +131,21 @@ def _prefetch2(typingctx, arr, i, j):  # type: ignore[no-untyped-def]
     return types.void(arr, i, j), _prefetch_codegen
 
 
+@intrinsic
+def _prefetch3(typingctx, arr, i, j, k):  # type: ignore[no-untyped-def]
+    """Software prefetch of ``arr[i, j, k]``."""
+    return types.void(arr, i, j, k), _prefetch_codegen
+
+
+@njit(inline="always", nogil=True)
+def _position(perms, t, p):  # type: ignore[no-untyped-def]
+    """Entry ``p`` of table ``t``'s order: a position into ``codes``, little-endian bytes."""
+    value = np.int64(0)
+    for b in range(perms.shape[2]):
+        value |= np.int64(perms[t, p, b]) << (8 * b)
+    return value
+
+
 @njit(inline="always", nogil=True)
 def _key(words, row, start, bits):  # type: ignore[no-untyped-def]
     """Bits ``[start, start + bits)`` of a row of big-endian 64-bit words, as uint64."""
@@ -180,7 +202,7 @@ def _mih_candidates(perms, dirs, bits, sub_radii, masks, mask_ends, qs, qi):  # 
         lo[j] = dirs[tab[j], k]
         hi[j] = dirs[tab[j], k + 1]
         if j + _AHEAD < n_probes and tab[j + _AHEAD] > 0:
-            _prefetch2(perms, tab[j + _AHEAD] - 1, dirs[tab[j + _AHEAD], lo[j + _AHEAD]])
+            _prefetch3(perms, tab[j + _AHEAD] - 1, dirs[tab[j + _AHEAD], lo[j + _AHEAD]], 0)
     n_cand = 0
     for j in range(n_probes):
         n_cand += hi[j] - lo[j]
@@ -196,7 +218,7 @@ def _mih_candidates(perms, dirs, bits, sub_radii, masks, mask_ends, qs, qi):  # 
                 c += 1
         else:
             for p in range(lo[j], hi[j]):
-                cand[c] = perms[t - 1, p]
+                cand[c] = _position(perms, t - 1, p)
                 ctab[c] = t
                 c += 1
     return cand, ctab, qkeys
@@ -423,11 +445,13 @@ def _table_dir(codes, start, bits):  # type: ignore[no-untyped-def]
 
 @njit(nogil=True, cache=True)
 def _table_perm(codes, start, bits, offsets, perm):  # type: ignore[no-untyped-def]
-    """Stable counting-sort scatter: within a bucket, positions ascend (friendlier reads)."""
+    """Stable counting-sort scatter: within a bucket, positions ascend (friendlier reads).
+    Each position is written as ``perm.shape[1]`` little-endian bytes."""
     nxt = offsets[:-1].copy()
     for i in range(codes.shape[0]):
         k = np.int64(_key(codes, i, start, bits))
-        perm[nxt[k]] = i
+        for b in range(perm.shape[1]):
+            perm[nxt[k], b] = (i >> (8 * b)) & 0xFF
         nxt[k] += 1
 
 
@@ -576,7 +600,7 @@ class _Main:
 
     bits: int
     codes: np.ndarray  # (u, 4) uint64, lexicographic
-    perms: np.ndarray  # (m - 1, u) uint32 positions into codes
+    perms: np.ndarray  # (m - 1, u, w) uint8: positions into codes in w little-endian bytes
     dirs: np.ndarray  # (m, 2**bits + 1) uint32/int64 bucket offsets
     id_offsets: np.ndarray  # (u + 1,) uint32/int64 CSR into id_index
     id_index: np.ndarray  # (n,) uint32/int64 indexes into id_keys
@@ -609,6 +633,20 @@ _MAIN_ARRAYS = ("codes", "perms", "dirs", "id_offsets", "id_index", "id_keys", "
 
 def _offset_dtype(n: int) -> type:
     return np.uint32 if n < 2**32 - 1 else np.int64
+
+
+def _position_bytes(n: int) -> int:
+    """Bytes a position into `n` codes takes in the tables."""
+    return 3 if n < 2**24 else 4 if n < 2**32 else 8
+
+
+def _packed_positions(perms: np.ndarray) -> np.ndarray:
+    """The tables as ``(m - 1, u, w)`` bytes; snapshots written before positions were packed
+    hold them as ``(m - 1, u)`` integers, which are read as their bytes without a copy."""
+    if perms.ndim == 3:
+        return perms
+    little = perms.astype(perms.dtype.newbyteorder("<"), copy=False)
+    return little.view(np.uint8).reshape(*perms.shape, perms.dtype.itemsize)
 
 
 def _dedupe_ids(codes: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -644,7 +682,7 @@ def _build_main(codes: np.ndarray, ids: np.ndarray, table_bits: int | None) -> _
     m = CODE_BITS // bits
     pos_dtype = _offset_dtype(max(u, n))
     dirs = np.empty((m, (1 << bits) + 1), pos_dtype)
-    perms = np.empty((m - 1, u), pos_dtype)
+    perms = np.empty((m - 1, u, _position_bytes(u)), np.uint8)
 
     def build_table(t: int) -> None:
         offsets = _table_dir(ucodes, t * bits, bits)
@@ -1020,7 +1058,7 @@ class PDQIndex:
         header = json.loads((root / "header.json").read_text())
         if header.get("format") != FORMAT_NAME:
             raise ValueError(f"{root} is not a PDQ index snapshot")
-        if header.get("version") != FORMAT_VERSION:
+        if header.get("version") not in _READABLE_VERSIONS:
             raise ValueError(f"unsupported PDQ index snapshot version {header.get('version')}")
         specs = header["arrays"]
 
@@ -1036,10 +1074,10 @@ class PDQIndex:
         main = None
         if header["table_bits"] is not None:
             mode = "r" if mmap else None
+            arrays = {n: _readonly(read(n, mode)) for n in _MAIN_ARRAYS if n != "alive"}
+            arrays["perms"] = _packed_positions(arrays["perms"])
             main = _Main(
-                bits=int(header["table_bits"]),
-                alive=np.array(read("alive", None)),
-                **{n: _readonly(read(n, mode)) for n in _MAIN_ARRAYS if n != "alive"},
+                bits=int(header["table_bits"]), alive=np.array(read("alive", None)), **arrays
             )
         index._state = _State(main, _Delta(), 0)
         index._n_live = 0 if main is None else int(np.count_nonzero(main.alive))
@@ -1059,6 +1097,12 @@ class PDQIndex:
         main = 0 if st.main is None else st.main.nbytes()
         d = st.delta
         return main + d.codes.nbytes + d.ids.nbytes + d.alive.nbytes
+
+    def wide_tables(self) -> bool:
+        """Whether the tables hold positions in more bytes than they need, as in a snapshot
+        from before they were packed; compacting packs them."""
+        main = self._state.main
+        return main is not None and main.perms.shape[2] > _position_bytes(main.n_unique)
 
     def stats(self) -> dict[str, int]:
         """Sizes useful for monitoring and benchmarks."""

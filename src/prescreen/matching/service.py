@@ -448,8 +448,10 @@ def refresh_snapshot(db: Database, snapshot_dir: Path) -> None:
     with db.session(readonly=True) as session:
         matcher.rebuild(session)  # saves the snapshot itself when it had to build the index
     index = matcher._indexes.get(PDQ)
-    if isinstance(index, PDQHashIndex) and index.index.stats()["delta_rows"]:
-        matcher.save_snapshot(compact=True)  # changes applied on top of an older snapshot
+    if isinstance(index, PDQHashIndex) and (
+        index.index.stats()["delta_rows"] or index.index.wide_tables()
+    ):  # changes applied on top of an older snapshot, or one from before tables were packed
+        matcher.save_snapshot(compact=True)
 
 
 def _feed_at(session: Session, position: int) -> FeedCursor:
