@@ -194,14 +194,15 @@ def cpu_seconds(pid: int) -> dict[int, float]:
     return spent
 
 
-def memory_mb(pid: int) -> dict[str, float]:
+def memory_mb(pid: int) -> dict[str, Any]:
     """RSS and PSS of the server and every process under it (PSS counts shared pages once)."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return {"rss_mb": 0.0, "pss_mb": 0.0, "processes": 0}
+        return {"rss_mb": 0.0, "pss_mb": 0.0, "processes": 0, "pss_mb_each": []}
     rss = pss = 0
+    each = []
     for proc in procs:
         try:
             info = proc.memory_full_info()
@@ -209,8 +210,15 @@ def memory_mb(pid: int) -> dict[str, float]:
             continue
         rss += info.rss
         pss += getattr(info, "pss", info.rss)
+        each.append(getattr(info, "pss", info.rss))
     mb = 1024 * 1024
-    return {"rss_mb": round(rss / mb, 1), "pss_mb": round(pss / mb, 1), "processes": len(procs)}
+    return {
+        "rss_mb": round(rss / mb, 1),
+        "pss_mb": round(pss / mb, 1),
+        "processes": len(procs),
+        # the parent first, then its workers: which one holds what, when a run differs
+        "pss_mb_each": [round(value / mb, 1) for value in each],
+    }
 
 
 # ----------------------------------------------------------------------------- load
