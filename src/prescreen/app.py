@@ -60,7 +60,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             with db.session() as session:
                 matcher.rebuild(session)
 
-        # CPU-bound work runs in the thread pool; more threads than this only add memory.
+        # Blocking work runs in the thread pool, and hashing uploads in slots of its own
+        # (`core.deps.run_hashing`); more threads than these only add memory.
         to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         app.state.hashing_slots = CapacityLimiter(settings.hashing_threads)
         await run_in_threadpool(load)
