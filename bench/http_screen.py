@@ -201,7 +201,7 @@ def memory_mb(pid: int) -> dict[str, Any]:
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
         return {"rss_mb": 0.0, "pss_mb": 0.0, "processes": 0, "pss_mb_each": []}
-    rss = pss = 0
+    rss = 0
     each = []
     for proc in procs:
         try:
@@ -209,12 +209,11 @@ def memory_mb(pid: int) -> dict[str, Any]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
         rss += info.rss
-        pss += getattr(info, "pss", info.rss)
         each.append(getattr(info, "pss", info.rss))
     mb = 1024 * 1024
     return {
         "rss_mb": round(rss / mb, 1),
-        "pss_mb": round(pss / mb, 1),
+        "pss_mb": round(sum(each) / mb, 1),
         "processes": len(procs),
         # the parent first, then its workers: which one holds what, when a run differs
         "pss_mb_each": [round(value / mb, 1) for value in each],
