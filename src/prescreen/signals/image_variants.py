@@ -99,8 +99,10 @@ def dihedral_hashes(pixels: Image.Image) -> tuple[dict[str, str], int]:
     return values, quality
 
 
-def trimmings(image: Image.Image) -> dict[str, Image.Image]:
+def trimmings(image: Image.Image, reduced: Image.Image | None = None) -> dict[str, Image.Image]:
     """The image without the bars around it, by variant name; empty when there are none.
+    `reduced`: a box-averaged copy of `image` already at hand (`reduced_copy`), to find the
+    bars on instead of reducing `image` again.
 
     "trimmed" is the image after one pass over rows and columns that removes uniform, near-
     uniform and coloured bars, caption bars with text and screenshot chrome; "retrimmed", after
@@ -112,7 +114,7 @@ def trimmings(image: Image.Image) -> dict[str, Image.Image]:
     fill of reels and stories, which the passes cannot tell from a photo's own soft edge."""
     if min(image.size) < 16:
         return {}
-    rgb = _analysis_rgb(image)
+    rgb = _analysis_rgb(image if reduced is None else reduced)
     boxes = dict(zip(("trimmed", "retrimmed"), border_boxes(rgb), strict=False))
     fill = fill_bars(rgb)
     if not boxes and fill is None:
@@ -407,7 +409,8 @@ def query_variants(
         variants.update({name: (value, quality) for name, value in hashes.items()})
     else:
         variants["original"] = pdq_from_pixels(pixels)
-    for prefix, trimmed in (trimmings(pixels) if trim else {}).items():
+    small = reduced_copy(pixels)
+    for prefix, trimmed in (trimmings(pixels, small) if trim else {}).items():
         if dihedral:
             hashes, quality = dihedral_hashes(trimmed)
             if quality >= min_quality:
@@ -418,7 +421,7 @@ def query_variants(
             value, quality = pdq_from_pixels(trimmed)
             if quality >= min_quality:
                 variants[prefix] = (value, quality)
-    variants.update(_small_copy_variants(pixels, corners=corners, min_quality=min_quality))
+    variants.update(_small_copy_variants(small, corners=corners, min_quality=min_quality))
     return variants
 
 
@@ -438,7 +441,8 @@ def bank_variants(
     """
     pixels = hashing_pixels(image)
     variants = {"original": pdq_from_pixels(pixels)}
-    for prefix, trimmed in (trimmings(pixels) if trim else {}).items():
+    small = reduced_copy(pixels)
+    for prefix, trimmed in (trimmings(pixels, small) if trim else {}).items():
         value, quality = pdq_from_pixels(trimmed)
         if quality >= min_quality:
             variants[prefix] = (value, quality)
@@ -446,18 +450,23 @@ def bank_variants(
         value, quality = pdq_from_pixels(centred_crop(pixels, keep))
         if quality >= min_quality:
             variants[f"crop{round(keep * 100)}"] = (value, quality)
-    variants.update(_small_copy_variants(pixels, corners=corners, min_quality=min_quality))
+    variants.update(_small_copy_variants(small, corners=corners, min_quality=min_quality))
     return variants
 
 
+def reduced_copy(pixels: Image.Image) -> Image.Image:
+    """`pixels` box-averaged by the largest whole factor that keeps the shorter side at least
+    CORNER_SIDE px: what the corner and thumbnail hashes start from, and what the bars are
+    looked for on (one reduction of the full-size pixels instead of two)."""
+    return pixels.reduce(max(1, min(pixels.size) // CORNER_SIDE))
+
+
 def _small_copy_variants(
-    pixels: Image.Image, *, corners: bool, min_quality: int
+    small: Image.Image, *, corners: bool, min_quality: int
 ) -> dict[str, tuple[str, int]]:
-    """The thumbnail hash, and with `corners` the blanked-corner hashes, from one copy
-    box-averaged to about CORNER_SIDE px. These hashes are compared only with their kind, so
-    they need not be the reference's: the corners use Pillow's integer luma, a third as
-    costly."""
-    small = pixels.reduce(max(1, min(pixels.size) // CORNER_SIDE))
+    """The thumbnail hash, and with `corners` the blanked-corner hashes, from the
+    `reduced_copy`. These hashes are compared only with their kind, so they need not be the
+    reference's: the corners use Pillow's integer luma, a third as costly."""
     smaller = small.reduce(max(1, min(small.size) // (2 * THUMB_SIDE)))
     scale = THUMB_SIDE / min(smaller.size)
     size = (max(1, round(smaller.width * scale)), max(1, round(smaller.height * scale)))

