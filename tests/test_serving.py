@@ -249,6 +249,55 @@ def test_a_worker_gives_back_the_memory_of_a_burst_once_quiet(tmp_path) -> None:
         assert quiet < max(busy) - 4, (max(busy), quiet)
 
 
+def test_a_worker_that_kept_memory_of_a_long_job_is_replaced_and_the_job_is_not_lost(
+    tmp_path,
+) -> None:
+    """A retro-scan of many bank entries leaves memory behind in the worker that ran it. Past
+    its limit (here any growth at all), that worker takes no further job and hands over to a
+    fresh fork once idle: the scan it ran is complete, and the service answers throughout."""
+    env = {
+        **_server_env(tmp_path),
+        "PRESCREEN_WORKER_REFRESH_MB": "0.001",
+        "PRESCREEN_RETROSCAN_INTERVAL_SECONDS": "0",  # this test asks for its scan itself
+    }
+    cli = [sys.executable, "-m", "prescreen.cli"]
+    subprocess.run([*cli, "bank", "create", "big", "--kind", "block"], env=env, check=True)
+    lines = tmp_path / "big.ndjson"
+    hashes = os.urandom(32 * 150_000).hex()
+    rows = (json.dumps({"signals": {"pdq": hashes[i : i + 64]}}) for i in range(0, len(hashes), 64))
+    lines.write_text("\n".join([json.dumps({"format": "prescreen-bank/1"}), *rows]) + "\n")
+    subprocess.run([*cli, "bank", "import", "big", str(lines)], env=env, check=True)
+    created = subprocess.run(
+        [*cli, "apikey", "create", "--role", "lead", "--name", "lead"],
+        env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    auth = {"authorization": f"Bearer {json.loads(created.stdout)['key']}"}
+    with _served(env) as (server, url):
+        started = {worker.pid for worker in psutil.Process(server.pid).children()}
+        queued = httpx.post(f"{url}/v1/retroscans", json={"bank": "big"}, headers=auth, timeout=10)
+        assert queued.status_code == 202, queued.text
+        job_url = f"{url}{queued.json()['status_url']}"
+        answered = []
+        deadline = time.monotonic() + 120
+        while not _fresh_workers(server.pid, started):
+            assert time.monotonic() < deadline, "no worker was replaced after the scan"
+            answered.append(httpx.get(f"{url}/healthz", timeout=10).status_code)
+            time.sleep(0.2)
+        _until(lambda: _ready(url), 30, "the fresh worker to serve")
+        answered += [httpx.get(f"{url}/healthz", timeout=10).status_code for _ in range(20)]
+        assert set(answered) == {200}
+        job = httpx.get(job_url, headers=auth, timeout=10).json()
+        assert job["status"] == "done", job
+        assert job["result"]["contents_scanned"] == 0 and job["attempts"] == 1, job
+    assert server.returncode == 0
+
+
+def _fresh_workers(parent: int, started: set[int]) -> bool:
+    """Two workers, at least one forked since `started` was taken."""
+    alive = {c.pid for c in psutil.Process(parent).children() if c.status() != "zombie"}
+    return len(alive) == 2 and bool(alive - started)
+
+
 @contextmanager
 def _served(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen, str]]:
     """`prescreen serve` with two workers, ready; stopped afterwards."""

@@ -22,6 +22,7 @@ from prescreen.core import http
 from prescreen.core.config import Settings, get_settings
 from prescreen.core.db import Database
 from prescreen.core.logging import configure_logging
+from prescreen.core.memory import grown_too_much
 from prescreen.exchange.api import router as exchange_router
 from prescreen.exchange.hma_api import router as hma_router
 from prescreen.franking.api import router as franking_router
@@ -79,7 +80,11 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         yield
         for worker in workers:
             worker.stop()
-        await run_in_threadpool(matcher.save_snapshot)
+        # A worker replaced for its memory leaves the snapshot as the others map it: rewritten
+        # now, they would keep the old files mapped and the fresh worker the new ones (the
+        # index twice in memory).
+        if not grown_too_much():
+            await run_in_threadpool(matcher.save_snapshot)
 
     app = FastAPI(
         title="prescreen",

@@ -37,7 +37,7 @@ import uvicorn
 from prometheus_client import multiprocess
 
 from prescreen.core.config import Settings
-from prescreen.core.memory import release_free_memory
+from prescreen.core.memory import grown_too_much, release_free_memory, watch_growth
 
 log = logging.getLogger("prescreen.server")
 APP = "prescreen.app:app_from_env"
@@ -236,7 +236,7 @@ class Supervisor:
                 other.close()
             code = 0
             try:
-                HandedConnections(self.app_config, theirs).run()
+                HandedConnections(self.app_config, theirs, self.settings.worker_refresh_mb).run()
             except BaseException:
                 log.exception("worker failed")
                 code = 1
@@ -304,10 +304,11 @@ class Supervisor:
             multiprocess.mark_process_dead(pid)
             if started is None or self.stopping:
                 continue
-            log.warning(
-                "worker exited; starting another",
-                extra={"pid": pid, "status": os.waitstatus_to_exitcode(status)},
-            )
+            code = os.waitstatus_to_exitcode(status)
+            if code == 0:  # it asked to be replaced (`HandedConnections`)
+                log.info("replacing a worker with a fresh one", extra={"pid": pid})
+            else:
+                log.warning("worker exited; starting another", extra={"pid": pid, "status": code})
             if time.monotonic() - started < RESTART_PAUSE_SECONDS:
                 time.sleep(RESTART_PAUSE_SECONDS)  # a worker that dies at once: don't spin
             self._spawn()
@@ -372,17 +373,29 @@ class LeanServer(uvicorn.Server):
 
 class HandedConnections(LeanServer):
     """A worker's uvicorn that serves the connections the parent hands it over `channel`
-    (one descriptor per message) instead of accepting any itself."""
+    (one descriptor per message) instead of accepting any itself.
 
-    def __init__(self, config: uvicorn.Config, channel: socket.socket) -> None:
+    A worker whose private memory has grown more than `refresh_mb` since it started
+    (`core.memory.watch_growth`) stops taking connections once no request is in flight and
+    exits; the parent forks a fresh one in its place, as it would for a worker that died."""
+
+    def __init__(self, config: uvicorn.Config, channel: socket.socket, refresh_mb: float) -> None:
         super().__init__(config)
         self.channel = channel
+        self.refresh_mb = refresh_mb
         self.opening: set[asyncio.Task] = set()  # kept referenced until each connection is set up
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])
+        watch_growth(self.refresh_mb)  # started: what it holds now is its baseline
         self.channel.setblocking(False)
         asyncio.get_running_loop().add_reader(self.channel.fileno(), self._take)
+
+    async def on_tick(self, counter: int) -> bool:
+        if grown_too_much() and not self.server_state.tasks and not self.should_exit:
+            log.info("worker memory over its limit; handing over to a fresh worker")
+            self.should_exit = True
+        return await super().on_tick(counter)
 
     def _take(self) -> None:
         loop = asyncio.get_running_loop()

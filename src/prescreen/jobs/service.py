@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from prescreen.core.db import Database, DatabaseUnavailable, utcnow
 from prescreen.core.errors import NotFound, PrescreenError
-from prescreen.core.memory import release_free_memory
+from prescreen.core.memory import check_growth, release_free_memory
 from prescreen.jobs.models import Job, JobBlob, JobStatus
 
 log = logging.getLogger(__name__)
@@ -213,6 +213,8 @@ class Worker:
         finally:
             if time.monotonic() - started >= RELEASE_AFTER_SECONDS:
                 release_free_memory()
+                if check_growth():  # this process is to be replaced: take no more jobs
+                    self.stop()
         return True
 
     def _complete(self, session: Session, job: Job, result: dict[str, Any]) -> None:
