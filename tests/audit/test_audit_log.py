@@ -461,3 +461,32 @@ def test_tree_heads_are_signed_by_a_periodic_job(db, settings) -> None:
         assert service.latest_head(session).tree_size == 3
         jobs = session.scalars(select(Job).where(Job.kind == service.SIGN_JOB)).all()
         assert sorted(j.status for j in jobs) == ["done", "queued"]  # the next run is armed
+
+
+def test_a_periodic_run_reschedules_after_its_interval_was_lengthened(db, settings) -> None:
+    """An operator who lengthens an interval (signing every minute, then every day) restarts
+    the service with the run armed under the old interval; that run still finishes and arms
+    the next within the new interval."""
+    from datetime import timedelta
+
+    from sqlalchemy import func, update
+
+    from prescreen.audit.periodic import arm_all
+    from prescreen.core.db import utcnow
+    from prescreen.jobs.models import Job
+    from prescreen.jobs.service import Worker
+
+    _append(db, 2)
+    arm_all(db, settings.model_copy(update={"audit_sign_interval_seconds": 60.0}))
+    with db.session() as session:
+        armed = update(Job).where(Job.kind == service.SIGN_JOB)
+        session.execute(armed.values(run_after=func.now()))  # due now
+    daily = settings.model_copy(update={"audit_sign_interval_seconds": 86_400.0})
+    worker = Worker(db, kinds=[service.SIGN_JOB], context={"settings": daily})
+    assert worker.run_one()
+    with db.session() as session:
+        jobs = session.scalars(select(Job).where(Job.kind == service.SIGN_JOB)).all()
+        assert sorted(j.status for j in jobs) == ["done", "queued"], [j.error for j in jobs]
+        (queued,) = [j for j in jobs if j.status == "queued"]
+        run_after = queued.run_after.replace(tzinfo=utcnow().tzinfo)
+        assert utcnow() < run_after <= utcnow() + timedelta(days=1)

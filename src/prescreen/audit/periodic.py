@@ -36,9 +36,10 @@ def arm(
     kind: str,
     now: datetime | None = None,
     current: str | None = None,
-    after_slot: int = 0,
+    after: float = 0.0,
 ) -> Job | None:
-    """Queue the next run of `kind` unless one is already queued or running."""
+    """Queue the next run of `kind` unless one is already queued or running, in the first slot
+    that starts after `after` (the finished run's slot, as a Unix time) as well as after now."""
     seconds = _PERIODIC[kind](settings)
     if not seconds:
         return None
@@ -50,7 +51,7 @@ def arm(
         pending = pending.where(Job.id != current)
     if session.scalar(pending.limit(1)) is not None:
         return None
-    slot = max(int(now.timestamp() // seconds) + 1, after_slot + 1)
+    slot = int(max(now.timestamp(), after) // seconds) + 1
     delay = max(timedelta(seconds=slot * seconds - now.timestamp()), timedelta(0))
     key = f"periodic:{kind}:{slot}"
     insert_ignoring_conflict(
@@ -59,7 +60,7 @@ def arm(
         {
             "id": str(uuid.uuid4()),
             "kind": kind,
-            "payload": {"slot": slot},
+            "payload": {"slot": slot, "at": slot * seconds},
             "max_attempts": 3,
             "run_after": now + delay,
             "submitted_by": "system",
@@ -88,13 +89,16 @@ def rearm(ctx: JobContext) -> None:
             Job.kind == ctx.job.kind, Job.status == JobStatus.done.value, Job.id != ctx.job.id
         )
     )
-    slot = ctx.job.payload.get("slot")
+    # By time, not by slot number: a slot's number means nothing once the interval has changed
+    # (a run armed every 60 s, then the service restarted with a day: slot 29 million of a day
+    # is in the year 81,000).
+    at = ctx.job.payload.get("at")
     arm(
         ctx.session,
         settings,
         ctx.job.kind,
         current=ctx.job.id,
-        after_slot=slot if isinstance(slot, int) else 0,
+        after=at if isinstance(at, int | float) else 0.0,
     )
 
 
