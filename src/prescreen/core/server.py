@@ -48,6 +48,11 @@ SHARED_LIBRARY = re.compile(r"\.so(\.\d+)*$")  # libz.so.1.3, _core.cpython-311-
 RESTART_PAUSE_SECONDS = 1.0
 QUIET_SECONDS = 1.0  # how long a worker goes without a request before it trims its heap
 HAND_OVER_SECONDS = 5.0  # how long a connection may wait for a worker that can take it
+RETIRE = b"r"  # a worker's one message to the parent: hand me no more connections
+# A retiring worker that has taken its last connection waits this long before it exits, so a
+# client that connected just before has sent its request (served) rather than found the
+# connection closed.
+LAST_CONNECTION_GRACE_SECONDS = 1.0
 
 
 def worker_count(settings: Settings, requested: int | None) -> int:
@@ -187,7 +192,10 @@ class Supervisor:
         self.parent = os.getpid()
         self.children: dict[int, float] = {}
         self.channels: dict[int, socket.socket] = {}  # worker pid -> where its connections go
+        self.retired: dict[int, socket.socket] = {}  # workers handed no more connections
+        self.replacements = 0  # fresh workers owed for retired ones, forked by the main loop
         self.forking = threading.Lock()
+        self.changing = threading.Lock()  # the accept thread and the main loop edit the above
         self.accepting: threading.Thread | None = None
         self.stopping = False
         self.app_config = uvicorn_config()
@@ -244,7 +252,8 @@ class Supervisor:
                 os._exit(code)
         theirs.close()
         ours.setblocking(False)
-        self.channels = {**self.channels, pid: ours}  # replaced whole: the accept thread reads it
+        with self.changing:  # replaced whole: the accept thread reads it without the lock
+            self.channels = {**self.channels, pid: ours}
         self.children[pid] = time.monotonic()
 
     def _hand_out(self) -> None:
@@ -254,9 +263,15 @@ class Supervisor:
         connection open after the worker serving it closed it)."""
         turn = itertools.count()
         self.listener.setblocking(False)
+        gone: set[socket.socket] = set()  # channels of workers that died, until reaped
         while not self.stopping:
-            ready, _, _ = select.select([self.listener], [], [], 0.5)
-            if not ready:
+            channels = {pid: c for pid, c in self.channels.items() if c not in gone}
+            gone &= set(self.channels.values())
+            ready, _, _ = select.select([self.listener, *channels.values()], [], [], 0.5)
+            for pid, channel in channels.items():
+                if channel in ready and not self._heard_from(pid, channel):
+                    gone.add(channel)
+            if self.listener not in ready:
                 continue
             with self.forking:
                 try:
@@ -288,7 +303,34 @@ class Supervisor:
             time.sleep(0.01)
         log.warning("no worker could take a connection; closed it")
 
+    def _heard_from(self, pid: int, channel: socket.socket) -> bool:
+        """A worker that asks to retire gets no further connection: its channel leaves the
+        rotation and the parent closes its end for writing, which the worker reads, after the
+        connections already sent, as "that was the last one". A fresh worker is forked at once,
+        by the main loop, so the service keeps its capacity while the old one finishes."""
+        try:
+            message = channel.recv(16)
+        except BlockingIOError:
+            return True
+        except OSError:
+            message = b""
+        if not message:  # the worker is gone; the main loop reaps it and closes this
+            return False
+        if message != RETIRE:
+            return True
+        with self.changing:
+            self.channels = {p: c for p, c in self.channels.items() if p != pid}
+            self.retired[pid] = channel
+            self.replacements += 1
+        channel.shutdown(socket.SHUT_WR)
+        log.info("a worker is handing over to a fresh one", extra={"pid": pid})
+        return True
+
     def _reap_and_restart(self) -> None:
+        while self.replacements and not self.stopping:
+            with self.changing:
+                self.replacements -= 1
+            self._spawn()
         while self.children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -297,18 +339,25 @@ class Supervisor:
             if pid == 0:
                 return
             started = self.children.pop(pid, None)
-            channels = dict(self.channels)
-            if (channel := channels.pop(pid, None)) is not None:
+            with self.changing:
+                retired = self.retired.pop(pid, None)
+                channels = dict(self.channels)
+                channel = channels.pop(pid, None) or retired
+                self.channels = channels
+            if channel is not None:
                 channel.close()
-            self.channels = channels
             multiprocess.mark_process_dead(pid)
             if started is None or self.stopping:
                 continue
             code = os.waitstatus_to_exitcode(status)
-            if code == 0:  # it asked to be replaced (`HandedConnections`)
-                log.info("replacing a worker with a fresh one", extra={"pid": pid})
-            else:
-                log.warning("worker exited; starting another", extra={"pid": pid, "status": code})
+            if retired is not None:  # its replacement is running already
+                log.log(
+                    logging.INFO if code == 0 else logging.WARNING,
+                    "a worker handed over to a fresh one and exited",
+                    extra={"pid": pid, "status": code},
+                )
+                continue
+            log.warning("worker exited; starting another", extra={"pid": pid, "status": code})
             if time.monotonic() - started < RESTART_PAUSE_SECONDS:
                 time.sleep(RESTART_PAUSE_SECONDS)  # a worker that dies at once: don't spin
             self._spawn()
@@ -376,14 +425,18 @@ class HandedConnections(LeanServer):
     (one descriptor per message) instead of accepting any itself.
 
     A worker whose private memory has grown more than `refresh_mb` since it started
-    (`core.memory.watch_growth`) stops taking connections once no request is in flight and
-    exits; the parent forks a fresh one in its place, as it would for a worker that died."""
+    (`core.memory.watch_growth`) retires: it asks the parent for no more connections, serves
+    those already handed to it, and exits once none has a request in flight; the parent forks
+    a fresh worker as soon as it is asked. A connection is thus never handed to a worker that
+    is about to close it."""
 
     def __init__(self, config: uvicorn.Config, channel: socket.socket, refresh_mb: float) -> None:
         super().__init__(config)
         self.channel = channel
         self.refresh_mb = refresh_mb
         self.opening: set[asyncio.Task] = set()  # kept referenced until each connection is set up
+        self.retiring = False  # asked the parent for no more connections
+        self.last_taken: float | None = None  # when the parent said its last one was sent
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])
@@ -392,10 +445,25 @@ class HandedConnections(LeanServer):
         asyncio.get_running_loop().add_reader(self.channel.fileno(), self._take)
 
     async def on_tick(self, counter: int) -> bool:
-        if grown_too_much() and not self.server_state.tasks and not self.should_exit:
-            log.info("worker memory over its limit; handing over to a fresh worker")
+        if grown_too_much() and not self.retiring:
+            self._retire()
+        if (
+            self.last_taken is not None
+            and time.monotonic() - self.last_taken >= LAST_CONNECTION_GRACE_SECONDS
+            and not self.server_state.tasks
+            and not self.should_exit
+        ):
+            log.info("handed over to a fresh worker; exiting")
             self.should_exit = True
         return await super().on_tick(counter)
+
+    def _retire(self) -> None:
+        log.info("worker memory over its limit; handing over to a fresh worker")
+        self.retiring = True
+        try:
+            self.channel.send(RETIRE)
+        except OSError:  # the parent is gone: it stops this worker itself
+            log.warning("could not ask the parent for a replacement")
 
     def _take(self) -> None:
         loop = asyncio.get_running_loop()
@@ -405,8 +473,10 @@ class HandedConnections(LeanServer):
             return
         except OSError:
             message, descriptors = b"", []
-        if not message:  # the parent closed its end: it is stopping or gone
+        if not message:  # the parent closed its end: retired, or it is stopping or gone
             loop.remove_reader(self.channel.fileno())
+            if self.retiring:
+                self.last_taken = time.monotonic()
             return
         for descriptor in descriptors:
             connection = socket.socket(fileno=descriptor)

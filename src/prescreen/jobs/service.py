@@ -33,10 +33,12 @@ JOBS = Counter("prescreen_jobs_total", "Jobs finished", ["kind", "status"])
 DEFAULT_LEASE = timedelta(seconds=60)
 REARM_SECONDS = 60.0
 # A job that ran this long or left this much more memory resident (a retro-scan, a video) hands
-# what it freed back to the system. By memory as well as time: a retro-scan of 150,000 entries
-# can finish within a second on a fast host and still leave 40 MB behind.
+# what it freed back to the system. By memory as well as time: a retro-scan of 200,000 entries
+# can finish within a second on a fast host and still leave 50 MB behind. The memory figure is
+# above what requests served meanwhile hold (up to 20 MB a worker at 16 uploads at once), so a
+# short job during a burst does not count as large.
 RELEASE_AFTER_SECONDS = 1.0
-RELEASE_AFTER_MB = 8.0
+RELEASE_AFTER_MB = 32.0
 
 
 class PermanentJobError(PrescreenError):
