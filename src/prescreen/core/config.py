@@ -62,10 +62,11 @@ class Settings(BaseSettings):
         1, ge=1, description="Uploads each HTTP worker hashes and screens at once"
     )
     workers_in_process: int = Field(1, ge=0, description="Job workers started by `serve`")
-    # A `serve` worker that, after a long background job and giving back what it freed, holds
-    # this much more private memory than when it started is replaced by a fresh fork once it
-    # has no request in flight: each retro-scan run over 100,000 new bank entries left 26-29 MB
-    # in the worker that ran it, for good; serving uploads adds well under 10.
+    # A `serve` worker that, after a large background job and giving back what it freed, holds
+    # this much more private memory than when it started is replaced by a fresh fork (it takes
+    # no more connections and exits once none has a request in flight): each retro-scan run
+    # over 100,000 new bank entries left 26-29 MB in the worker that ran it, for good; serving
+    # uploads adds well under 10.
     worker_refresh_mb: float = Field(
         20.0, ge=0, description="Private memory a `serve` worker may gain before it is replaced"
     )

@@ -46,8 +46,8 @@ class _Growth:
     shared with the parent it was forked from. Each retro-scan run over 100,000 new bank
     entries left 26-29 MB in the worker that ran it (docs/benchmarks.md). A fresh fork starts
     from the parent's shared pages again, so a worker that kept too much of a large job asks to
-    be replaced: its job worker claims nothing more, and the server hands over to a fresh
-    worker once no request is in flight (`core.server`)."""
+    be replaced: its job worker claims nothing more, and the server retires it in favour of a
+    fresh worker (`core.server.HandedConnections`)."""
 
     def __init__(self) -> None:
         self.baseline_mb: float | None = None
